@@ -1,0 +1,683 @@
+"""Redact secrets from an interaction before it is written anywhere.
+
+Two passes, both on one interaction at a time:
+
+1. *Find*: values in places that hold secrets by name — headers such as
+   ``Authorization`` and ``Cookie``, query and form fields such as
+   ``access_token``, JSON keys of those names at any depth, JSON paths and
+   regular expressions the user adds. Each is replaced in place by a
+   placeholder.
+2. *Scrub*: every secret found in pass 1 is then removed from *everywhere
+   else* in the same interaction: other headers (``Location``), the path and
+   query, and both bodies — decoded first when compressed, and re-encoded
+   after. Services echo credentials (httpbin's ``/headers``, an error message
+   quoting the token, a redirect URL), and a redaction that only looks where
+   the secret was sent leaks it through the answer.
+
+A placeholder is ``REDACTED-`` and 16 hex digits of an HMAC-SHA256 of the
+secret under a per-user key that never enters the cassette: the same secret
+always gives the same placeholder, so a reader (and the replay matcher) can
+still tell two tokens apart, while the secret cannot be recovered or guessed
+by hashing candidates without the key.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import html
+import json
+import logging
+import os
+import re
+import secrets as secrets_module
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus, unquote_plus
+
+from cassettes.content_coding import decode_body, encode_body, parse_codings
+from cassettes.errors import ContentCodingError, RedactionError
+from cassettes.model import Headers, Interaction, Pairs, Request
+
+__all__ = [
+    "DEFAULT_FIELDS",
+    "DEFAULT_HEADERS",
+    "DEFAULT_HEADER_GLOBS",
+    "MIN_SCRUB_LENGTH",
+    "PLACEHOLDER_PATTERN",
+    "RedactionRules",
+    "Redactor",
+    "default_key_path",
+    "load_or_create_key",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
+)
+DEFAULT_HEADER_GLOBS = ("*-key", "*-token", "*-secret", "*-password")
+# Names that match the globs above but carry no secret, and that tests and
+# protocols depend on seeing (a WebSocket handshake, an idempotent retry).
+_NOT_SECRET_HEADERS = frozenset(
+    {"sec-websocket-key", "sec-websocket-accept", "idempotency-key", "x-idempotency-key"}
+)
+DEFAULT_FIELDS = frozenset(
+    {
+        "token",
+        "access_token",
+        "api_key",
+        "apikey",
+        "password",
+        "secret",
+        "client_secret",
+        "refresh_token",
+        "mfa_token",
+        "id_token",
+        "auth_token",
+    }
+)
+_URL_HEADERS = frozenset({"location", "content-location", "referer", "refresh"})
+
+PLACEHOLDER_PATTERN = re.compile(r"REDACTED-[0-9a-f]{16}")
+_PLACEHOLDER_BYTES = re.compile(rb"REDACTED-[0-9a-f]{16}")
+
+MIN_SCRUB_LENGTH = 4
+"""Secrets shorter than this are replaced where they were found, but not
+searched for elsewhere: scrubbing "abc" from every body would mangle them."""
+
+_JSON_TYPES = ("json",)
+_FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def _normalise_field(name: str) -> str:
+    # "access_token", "accessToken" and "access-token" are one field.
+    return name.lower().replace("_", "").replace("-", "")
+
+
+# -- rules --------------------------------------------------------------------
+
+JsonSegment = str | int
+"""A JSON path step: a key, a list index, or "*" for every key or item."""
+
+
+_JSON_PATH_STEP = re.compile(r"\.?([^.\[\]'\"]+)|\[(\*|\d+)\]|\[['\"]([^'\"]+)['\"]\]")
+
+
+def parse_json_path(text: str) -> tuple[JsonSegment, ...]:
+    """Parse ``$.user.cards[*].number`` (the ``$.`` is optional) into segments."""
+    source = text.strip().removeprefix("$")
+    segments: list[JsonSegment] = []
+    position = 0
+    for match in _JSON_PATH_STEP.finditer(source):
+        if match.start() != position:
+            break
+        position = match.end()
+        key, index, quoted = match.groups()
+        if key is not None or quoted is not None:
+            segments.append(key if key is not None else quoted)
+        else:
+            segments.append("*" if index == "*" else int(index))
+    if not segments or position != len(source):
+        raise RedactionError(
+            f"cannot parse JSON path {text!r}; write it like $.user.cards[*].number"
+        )
+    return tuple(segments)
+
+
+@dataclass(frozen=True, slots=True)
+class RedactionRules:
+    """What to redact. ``RedactionRules.build()`` gives the defaults plus the user's rules."""
+
+    headers: frozenset[str] = frozenset()
+    header_globs: tuple[str, ...] = ()
+    fields: frozenset[str] = frozenset()
+    json_paths: tuple[tuple[JsonSegment, ...], ...] = ()
+    patterns: tuple[re.Pattern[str], ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        headers: Iterable[str] = (),
+        fields: Iterable[str] = (),
+        json_paths: Iterable[str] = (),
+        patterns: Iterable[str] = (),
+        defaults: bool = True,
+    ) -> RedactionRules:
+        """Combine the default rules (unless ``defaults`` is false) with the user's.
+
+        ``headers`` may hold globs (``X-*-Token``); ``patterns`` are regular
+        expressions whose first group, or whole match, is the secret.
+        """
+        exact = set(DEFAULT_HEADERS) if defaults else set()
+        globs = list(DEFAULT_HEADER_GLOBS) if defaults else []
+        for name in headers:
+            name = name.strip().lower()
+            if not name:
+                raise RedactionError("an empty header name cannot be redacted")
+            if any(c in name for c in "*?["):
+                globs.append(name)
+            else:
+                exact.add(name)
+        names = {_normalise_field(f) for f in DEFAULT_FIELDS} if defaults else set()
+        for name in fields:
+            if not name.strip():
+                raise RedactionError("an empty field name cannot be redacted")
+            names.add(_normalise_field(name.strip()))
+        compiled = []
+        for pattern in patterns:
+            try:
+                compiled.append(re.compile(pattern))
+            except re.error as exc:
+                raise RedactionError(
+                    f"redaction regex {pattern!r} does not compile: {exc}"
+                ) from exc
+        return cls(
+            headers=frozenset(exact),
+            header_globs=tuple(globs),
+            fields=frozenset(names),
+            json_paths=tuple(parse_json_path(p) for p in json_paths),
+            patterns=tuple(compiled),
+        )
+
+    def header_is_secret(self, name: str) -> bool:
+        """True when a header of this name is redacted."""
+        lowered = name.lower()
+        if lowered in self.headers:
+            return True
+        if lowered in _NOT_SECRET_HEADERS:
+            return False
+        return any(fnmatch.fnmatchcase(lowered, glob) for glob in self.header_globs)
+
+    def field_is_secret(self, name: str) -> bool:
+        """True when a query, form or JSON field of this name is redacted."""
+        return _normalise_field(name) in self.fields
+
+
+# -- the key ------------------------------------------------------------------
+
+
+def default_key_path() -> Path:
+    """Where the redaction key lives unless told otherwise: outside every cassette."""
+    if env := os.environ.get("BATON_REDACTION_KEY_FILE"):
+        return Path(env)
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "baton" / "redaction.key"
+
+
+def load_or_create_key(path: str | os.PathLike[str] | None = None) -> bytes:
+    """Return the redaction key, creating a random one (mode 0600) on first use.
+
+    ``BATON_REDACTION_KEY`` (64 hex digits) in the environment wins over any
+    file, for CI jobs that hold the key as a secret variable. Share one key
+    file across a team to get the same placeholders in everyone's cassettes.
+    """
+    if env := os.environ.get("BATON_REDACTION_KEY"):
+        return _parse_key(env, "BATON_REDACTION_KEY")
+    key_path = Path(path) if path is not None else default_key_path()
+    try:
+        key_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            return _parse_key(key_path.read_text(encoding="ascii"), str(key_path))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RedactionError(f"{key_path}: cannot read the redaction key: {exc}") from exc
+    except OSError as exc:
+        raise RedactionError(
+            f"{key_path}: cannot create the redaction key: {exc.strerror}"
+        ) from exc
+    key = secrets_module.token_bytes(32)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(key.hex() + "\n")
+    logger.info("created redaction key %s", key_path)
+    return key
+
+
+def _parse_key(text: str, where: str) -> bytes:
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise RedactionError(
+            f"{where}: a redaction key must be at least 32 hex digits; "
+            "delete the file to have baton create a new one"
+        )
+    return key
+
+
+# -- the redactor ---------------------------------------------------------------
+
+
+@dataclass
+class _Found:
+    """Secrets found in one interaction, and where redaction changed it."""
+
+    redactor: Redactor
+    placeholders: dict[str, str] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)
+    reencoded: list[str] = field(default_factory=list)
+
+    def add(self, secret: str) -> str:
+        if PLACEHOLDER_PATTERN.fullmatch(secret):
+            return secret
+        placeholder = self.placeholders.get(secret)
+        if placeholder is None:
+            placeholder = self.redactor.placeholder(secret)
+            self.placeholders[secret] = placeholder
+        return placeholder
+
+    def note(self, where: str) -> None:
+        if where not in self.changed:
+            self.changed.append(where)
+
+
+class Redactor:
+    """Apply ``RedactionRules`` to interactions with a keyed-hash placeholder.
+
+    Thread-safe: it holds no state between interactions.
+    """
+
+    def __init__(self, rules: RedactionRules | None = None, key: bytes | None = None) -> None:
+        self.rules = rules if rules is not None else RedactionRules.build()
+        self._key = key if key is not None else load_or_create_key()
+
+    def placeholder(self, secret: str) -> str:
+        """Return the stable placeholder for ``secret``."""
+        digest = hmac.new(
+            self._key, secret.encode("utf-8", "surrogateescape"), hashlib.sha256
+        ).hexdigest()
+        return f"REDACTED-{digest[:16]}"
+
+    def redact(self, interaction: Interaction) -> Interaction:
+        """Return ``interaction`` with every secret replaced, noting what changed in its tags."""
+        found = _Found(self)
+        request, response = interaction.request, interaction.response
+
+        # Pass 1: secrets in the places named by the rules.
+        req_headers = self._headers(request.headers, found, "request.headers")
+        query = self._pairs(request.query, found, "request.query")
+        req_body = _Body.of(request.body, request.headers, "request.body")
+        self._body_fields(req_body, found)
+        resp_headers = resp_trailers = None
+        resp_body = None
+        if response is not None:
+            resp_headers = self._headers(response.headers, found, "response.headers")
+            if response.trailers is not None:
+                resp_trailers = self._headers(response.trailers, found, "response.trailers")
+            resp_body = _Body.of(response.body, response.headers, "response.body")
+            self._body_fields(resp_body, found)
+        if self.rules.patterns:
+            self._patterns(found, request, query, req_headers, resp_headers, req_body, resp_body)
+
+        if not found.placeholders:
+            return interaction
+
+        # Pass 2: every secret found, wherever else it appears.
+        scrub = _Scrubber(found)
+        path = scrub.text(request.path, found, "request.path")
+        query = tuple((n, scrub.text(v, found, "request.query")) for n, v in query)
+        req_headers = scrub.headers(req_headers, found, "request.headers")
+        new_request = replace(
+            request,
+            path=path,
+            query=query,
+            headers=req_headers,
+        )
+        new_request = replace(new_request, **req_body.finish(scrub, found, new_request.headers))
+        new_response = None
+        if response is not None:
+            assert resp_headers is not None and resp_body is not None
+            headers = scrub.headers(resp_headers, found, "response.headers")
+            trailers = (
+                None
+                if resp_trailers is None
+                else scrub.headers(resp_trailers, found, "response.trailers")
+            )
+            new_response = replace(response, headers=headers, trailers=trailers)
+            new_response = replace(new_response, **resp_body.finish(scrub, found, headers))
+        error = interaction.error
+        if error is not None:
+            error = scrub.text(error, found, "error")
+        tags: dict[str, Any] = {"redacted": list(found.changed)}
+        if found.reencoded:
+            tags["body_reencoded"] = list(found.reencoded)
+        return replace(
+            interaction, request=new_request, response=new_response, error=error
+        ).with_tags(**tags)
+
+    # -- pass 1 -------------------------------------------------------------
+
+    def _headers(self, headers: Headers, found: _Found, where: str) -> Headers:
+        out = []
+        for name, value in headers:
+            lowered = name.lower()
+            if value and self.rules.header_is_secret(name):
+                new = _redact_header_value(lowered, value, found)
+            elif lowered in _URL_HEADERS and "?" in value:
+                new = self._url_query(value, found)
+            else:
+                new = value
+            if new != value:
+                found.note(f"{where}.{lowered}")
+            out.append((name, new))
+        return tuple(out)
+
+    def _url_query(self, url: str, found: _Found) -> str:
+        head, _, query = url.partition("?")
+        query, hash_mark, fragment = query.partition("#")
+        parts = []
+        for part in query.split("&"):
+            name, eq, value = part.partition("=")
+            if eq and value and self.rules.field_is_secret(unquote_plus(name)):
+                part = f"{name}={found.add(unquote_plus(value))}"
+            parts.append(part)
+        return f"{head}?{'&'.join(parts)}{hash_mark}{fragment}"
+
+    def _pairs(self, pairs: Pairs, found: _Found, where: str) -> Pairs:
+        out = []
+        for name, value in pairs:
+            if value and self.rules.field_is_secret(name):
+                value = found.add(value)
+                found.note(f"{where}.{name}")
+            out.append((name, value))
+        return tuple(out)
+
+    def _body_fields(self, body: _Body, found: _Found) -> None:
+        if body.decoded is None:
+            return
+        if body.kind == "json" and (self.rules.fields or self.rules.json_paths):
+            self._json_fields(body, found)
+        elif body.kind == "form" and self.rules.fields:
+            self._form_fields(body, found)
+
+    def _json_fields(self, body: _Body, found: _Found) -> None:
+        assert body.decoded is not None
+        if not self.rules.json_paths and not _may_hold_field(body.decoded, self.rules.fields):
+            return
+        try:
+            document = json.loads(body.decoded)
+        except (ValueError, RecursionError):
+            return
+        values: list[Any] = []
+        for key, value in _walk_json(document):
+            if key is not None and self.rules.field_is_secret(key):
+                values.append(value)
+        for path in self.rules.json_paths:
+            values.extend(_select_json(document, path))
+        for value in values:
+            if isinstance(value, str) and value:
+                placeholder = found.add(value)
+                body.exact.append((json.dumps(value).encode(), json.dumps(placeholder).encode()))
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                # A number cannot become a string in place without breaking the
+                # JSON; it is rewritten below with the document re-serialised.
+                body.numbers.append(value)
+                found.add(json.dumps(value))
+        if body.exact or body.numbers:
+            found.note(body.where)
+
+    def _form_fields(self, body: _Body, found: _Found) -> None:
+        assert body.working is not None
+        parts = body.working.split(b"&")
+        changed = False
+        for i, part in enumerate(parts):
+            name, eq, value = part.partition(b"=")
+            if not eq or not value:
+                continue
+            text_name = unquote_plus(name.decode("latin-1"))
+            if self.rules.field_is_secret(text_name):
+                secret = unquote_plus(value.decode("utf-8", "surrogateescape"))
+                parts[i] = name + b"=" + found.add(secret).encode()
+                changed = True
+        if changed:
+            body.working = b"&".join(parts)
+            found.note(body.where)
+
+    def _patterns(
+        self,
+        found: _Found,
+        request: Request,
+        query: Pairs,
+        req_headers: Headers,
+        resp_headers: Headers | None,
+        req_body: _Body,
+        resp_body: _Body | None,
+    ) -> None:
+        texts: list[str] = [request.path]
+        texts += [value for _, value in query]
+        texts += [value for _, value in req_headers]
+        texts += [value for _, value in resp_headers or ()]
+        for body in (req_body, resp_body):
+            if body is not None and body.decoded is not None:
+                texts.append(body.decoded.decode("utf-8", "surrogateescape"))
+        for pattern in self.rules.patterns:
+            for text in texts:
+                for match in pattern.finditer(text):
+                    secret = match.group(1) if pattern.groups else match.group(0)
+                    if secret:
+                        found.add(secret)
+
+
+def _redact_header_value(name: str, value: str, found: _Found) -> str:
+    """Replace the secret part of a header value, keeping what a reader needs."""
+    if name in ("authorization", "proxy-authorization"):
+        scheme, space, credentials = value.strip().partition(" ")
+        if space and credentials.strip() and re.fullmatch(r"[A-Za-z][\w.+-]*", scheme):
+            return f"{scheme} {found.add(credentials.strip())}"
+        return found.add(value)
+    if name == "cookie":
+        crumbs = []
+        for crumb in value.split(";"):
+            cname, eq, cvalue = crumb.partition("=")
+            crumbs.append(f"{cname}={found.add(cvalue)}" if eq and cvalue else crumb)
+        return ";".join(crumbs)
+    if name == "set-cookie":
+        first, semi, attributes = value.partition(";")
+        cname, eq, cvalue = first.partition("=")
+        if eq and cvalue:
+            return f"{cname}={found.add(cvalue)}{semi}{attributes}"
+        return value
+    return found.add(value)
+
+
+_FIELD_HINT_CACHE: dict[frozenset[str], re.Pattern[bytes]] = {}
+
+
+def _may_hold_field(body: bytes, fields: frozenset[str]) -> bool:
+    # A cheap test before parsing: does any key that normalises to a secret
+    # field name appear in the body at all? Most JSON bodies hold none.
+    pattern = _FIELD_HINT_CACHE.get(fields)
+    if pattern is None:
+        letters = sorted(fields, key=len, reverse=True)
+        fuzzy = [b"[_-]?".join(re.escape(c.encode()) for c in name) for name in letters]
+        pattern = re.compile(b'"(?:' + b"|".join(fuzzy) + b')"\\s*:', re.IGNORECASE)
+        _FIELD_HINT_CACHE[fields] = pattern
+    return pattern.search(body) is not None
+
+
+def _walk_json(node: Any, key: str | None = None) -> Iterator[tuple[str | None, Any]]:
+    stack: list[tuple[str | None, Any]] = [(key, node)]
+    while stack:
+        key, node = stack.pop()
+        yield key, node
+        if isinstance(node, dict):
+            stack.extend((str(k), v) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((None, v) for v in node)
+
+
+def _select_json(node: Any, path: tuple[JsonSegment, ...]) -> list[Any]:
+    nodes = [node]
+    for segment in path:
+        following: list[Any] = []
+        for current in nodes:
+            if segment == "*":
+                if isinstance(current, dict):
+                    following.extend(current.values())
+                elif isinstance(current, list):
+                    following.extend(current)
+            elif isinstance(segment, int):
+                if isinstance(current, list) and -len(current) <= segment < len(current):
+                    following.append(current[segment])
+            elif isinstance(current, dict) and segment in current:
+                following.append(current[segment])
+        nodes = following
+    return nodes
+
+
+@dataclass
+class _Body:
+    """A body under redaction: decoded once, scrubbed, re-encoded only if it changed."""
+
+    where: str
+    original: bytes | None
+    codings: list[str]
+    content_encoding: str | None
+    kind: str
+    decoded: bytes | None
+    working: bytes | None = None
+    exact: list[tuple[bytes, bytes]] = field(default_factory=list)
+    numbers: list[int | float] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, body: bytes | None, headers: Headers, where: str) -> _Body:
+        content_encoding = None
+        content_type = ""
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered == "content-encoding":
+                content_encoding = value
+            elif lowered == "content-type":
+                content_type = value.lower()
+        codings = parse_codings(content_encoding)
+        decoded: bytes | None = body
+        if body and codings:
+            try:
+                decoded = decode_body(body, content_encoding)
+            except ContentCodingError as exc:
+                # Scrubbed byte for byte instead: the secret can only sit in
+                # the raw compressed stream by coincidence, but check anyway.
+                logger.warning(
+                    "%s: cannot decode for redaction (%s); scrubbing raw bytes", where, exc
+                )
+                codings = []
+                decoded = body
+        if any(t in content_type for t in _JSON_TYPES):
+            kind = "json"
+        elif _FORM_TYPE in content_type:
+            kind = "form"
+        elif decoded and decoded.lstrip()[:1] in (b"{", b"["):
+            kind = "json"
+        else:
+            kind = "other"
+        return cls(where, body, codings, content_encoding, kind, decoded, decoded)
+
+    def finish(self, scrub: _Scrubber, found: _Found, headers: Headers) -> dict[str, Any]:
+        """Apply the scrub; return the fields to replace on the message (none if unchanged)."""
+        if self.original is None or self.working is None:
+            return {}
+        data = self.working
+        if self.numbers:
+            data = _rewrite_json_numbers(data, self.numbers, found)
+        for old, new in self.exact:
+            data = data.replace(old, new)
+        data = scrub.bytes(data)
+        if data == self.decoded:
+            return {}
+        found.note(self.where)
+        body = data
+        if self.codings:
+            body = encode_body(data, self.content_encoding)
+            found.reencoded.append(f"{self.where} ({', '.join(self.codings)})")
+        return {"body": body, "headers": _fix_content_length(headers, len(body))}
+
+
+def _rewrite_json_numbers(data: bytes, numbers: list[int | float], found: _Found) -> bytes:
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return data
+    targets = {json.dumps(n) for n in numbers}
+
+    def visit(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: visit(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [visit(v) for v in node]
+        if isinstance(node, int | float) and not isinstance(node, bool):
+            text = json.dumps(node)
+            if text in targets:
+                return found.add(text)
+        return node
+
+    return json.dumps(visit(document), ensure_ascii=False).encode("utf-8")
+
+
+def _fix_content_length(headers: Headers, length: int) -> Headers:
+    # A scrubbed body has a new length; a stale Content-Length would make a
+    # replayed response hang or be cut short.
+    return tuple(
+        (name, str(length)) if name.lower() == "content-length" else (name, value)
+        for name, value in headers
+    )
+
+
+class _Scrubber:
+    """Replace every known secret, in any of its common encodings, in one pass."""
+
+    def __init__(self, found: _Found) -> None:
+        by_variant: dict[bytes, bytes] = {}
+        for secret, placeholder in found.placeholders.items():
+            if len(secret) < MIN_SCRUB_LENGTH:
+                continue
+            for variant in _variants(secret):
+                by_variant.setdefault(variant, placeholder.encode())
+        self._by_variant = by_variant
+        if by_variant:
+            alternatives = sorted(by_variant, key=len, reverse=True)
+            # Existing placeholders come first so that their hex digits are
+            # never mistaken for part of a secret.
+            self._pattern: re.Pattern[bytes] | None = re.compile(
+                _PLACEHOLDER_BYTES.pattern + b"|" + b"|".join(re.escape(a) for a in alternatives)
+            )
+        else:
+            self._pattern = None
+
+    def bytes(self, data: bytes) -> bytes:
+        if self._pattern is None or not data:
+            return data
+        return self._pattern.sub(lambda m: self._by_variant.get(m.group(0), m.group(0)), data)
+
+    def text(self, value: str, found: _Found, where: str) -> str:
+        raw = value.encode("utf-8", "surrogateescape")
+        new = self.bytes(raw)
+        if new == raw:
+            return value
+        found.note(where)
+        return new.decode("utf-8", "surrogateescape")
+
+    def headers(self, headers: Headers, found: _Found, where: str) -> Headers:
+        return tuple(
+            (name, self.text(value, found, f"{where}.{name.lower()}")) for name, value in headers
+        )
+
+
+def _variants(secret: str) -> set[bytes]:
+    """The forms a secret takes when a service echoes it: raw, URL-, JSON- and HTML-escaped."""
+    forms = {
+        secret,
+        quote(secret, safe=""),
+        quote(secret, safe="/:"),
+        quote_plus(secret),
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        json.dumps(secret)[1:-1].replace("/", "\\/"),
+        html.escape(secret),
+    }
+    return {form.encode("utf-8", "surrogateescape") for form in forms if form}

@@ -1,0 +1,119 @@
+"""Rewrite a damaged cassette so that it holds only its sound objects.
+
+The common damage is a torn last object, left by a recorder that was killed
+mid-write. Rarer is an object that is valid msgpack but not a valid
+interaction, or bytes in the middle that are not msgpack at all (after which
+nothing can be trusted to line up). ``repair`` keeps every sound object,
+drops the rest, keeps the original as a backup, and reports what it dropped;
+the rewrite goes through a temporary file and ``os.replace``, so a crash
+during repair leaves either the old file or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cassettes.codec import interaction_from_object
+from cassettes.errors import CassetteError, CassetteFormatError, CassetteLockedError
+from cassettes.reader import CassetteReader
+
+__all__ = ["RepairReport", "repair"]
+
+
+@dataclass(frozen=True, slots=True)
+class RepairReport:
+    """What ``repair`` kept and dropped."""
+
+    path: Path
+    kept: int
+    dropped: list[str] = field(default_factory=list)
+    dropped_bytes: int = 0
+    backup: Path | None = None
+
+    @property
+    def changed(self) -> bool:
+        """True when the file was rewritten."""
+        return self.backup is not None
+
+
+def _backup_path(path: Path) -> Path:
+    candidate = path.with_name(path.name + ".bak")
+    number = 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.name}.bak.{number}")
+        number += 1
+    return candidate
+
+
+def _refuse_if_recording(path: Path) -> None:
+    with open(path, "rb") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise CassetteLockedError(
+                    f"{path}: a recorder is still writing to it; stop it before repairing"
+                ) from exc
+            raise
+
+
+def repair(path: str | os.PathLike[str]) -> RepairReport:
+    """Drop torn and invalid objects from the cassette at ``path``; keep a backup if it changes."""
+    path = Path(path)
+    _refuse_if_recording(path)
+    ranges: list[tuple[int, int]] = []
+    dropped: list[str] = []
+    kept = 0
+    with CassetteReader(path) as reader:
+        ranges.append((0, reader.header_end))
+        size = reader.file_size
+        objects = reader.objects()
+        while True:
+            try:
+                raw = next(objects)
+            except StopIteration:
+                if reader.torn_at is not None:
+                    dropped.append(
+                        f"torn object at byte {reader.torn_at} ({reader.file_size - reader.torn_at} bytes)"
+                    )
+                break
+            except CassetteFormatError as exc:
+                offset = reader.position
+                dropped.append(f"unreadable bytes from byte {offset} to the end: {exc}")
+                break
+            try:
+                interaction_from_object(raw.value, f"interaction {raw.number}", reader.version)
+            except CassetteFormatError as exc:
+                dropped.append(f"invalid object at byte {raw.offset}: {exc}")
+                continue
+            kept += 1
+            if ranges[-1][1] == raw.offset:
+                ranges[-1] = (ranges[-1][0], raw.end)
+            else:
+                ranges.append((raw.offset, raw.end))
+        size = reader.file_size
+    if not dropped:
+        return RepairReport(path, kept)
+    kept_bytes = sum(end - start for start, end in ranges)
+    backup = _backup_path(path)
+    shutil.copy2(path, backup)
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".repair")
+    try:
+        with open(path, "rb") as source, os.fdopen(fd, "wb") as target:
+            for start, end in ranges:
+                source.seek(start)
+                target.write(source.read(end - start))
+            target.flush()
+            os.fsync(target.fileno())
+        shutil.copymode(backup, temp_name)
+        os.replace(temp_name, path)
+    except OSError as exc:
+        Path(temp_name).unlink(missing_ok=True)
+        raise CassetteError(f"{path}: cannot rewrite: {exc.strerror or exc}") from exc
+    return RepairReport(path, kept, dropped, size - kept_bytes, backup)

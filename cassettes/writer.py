@@ -1,0 +1,192 @@
+"""Append interactions to a cassette, safely, from many producers.
+
+Why it is built this way:
+
+* One object per ``write``: each interaction is packed whole and handed to the
+  OS before ``append`` returns, so a process killed the next instant leaves
+  every acknowledged interaction readable, and at most one torn object.
+* A failed write (disk full, file-size limit) is cut back off the file with
+  ``ftruncate``, so the next append does not land after half an object and
+  turn a full disk into a corrupt cassette.
+* One lock and one writer thread: interactions from hundreds of connections
+  arrive whole and in the order they were handed over; ``append_async`` lets
+  an event loop wait for the write without blocking on it.
+* An exclusive ``flock`` stops a second process from appending to the same
+  file, and a file that already ends in a torn object is refused (repair it
+  first) rather than appended to.
+* Redaction runs inside ``append``: nothing unredacted reaches the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from cassettes.codec import interaction_to_object, make_header, pack
+from cassettes.errors import CassetteError, CassetteLockedError, CassetteTornError
+from cassettes.model import Interaction
+from cassettes.reader import CassetteReader
+from cassettes.redaction import Redactor
+
+__all__ = ["CassetteWriter", "FsyncPolicy"]
+
+
+class FsyncPolicy(StrEnum):
+    """When the writer asks the OS to put the file on stable storage.
+
+    Every interaction is written to the OS before ``append`` returns whatever
+    the policy, which is what survives a killed process. fsync adds survival
+    of a power loss or kernel crash, at a cost per call.
+    """
+
+    EVERY = "every"
+    CLOSE = "close"
+    NEVER = "never"
+
+
+def _baton_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("baton-replay")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class CassetteWriter:
+    """Append-only writer of one cassette file."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        redactor: Redactor | None,
+        fsync: FsyncPolicy | str = FsyncPolicy.CLOSE,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Open ``path`` for appending, creating it with a header if it is new or empty.
+
+        ``redactor`` is required as an argument so that writing without
+        redaction is a visible decision (``redactor=None``), never a default.
+        """
+        self.path = Path(path)
+        self.fsync = FsyncPolicy(fsync)
+        self._redactor = redactor
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self.count = 0
+        """Interactions appended by this writer."""
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except IsADirectoryError as exc:
+            raise CassetteError(f"{self.path}: is a directory; name a cassette file") from exc
+        except OSError as exc:
+            raise CassetteError(f"{self.path}: cannot open for writing: {exc.strerror}") from exc
+        try:
+            self._claim()
+            if os.fstat(self._fd).st_size == 0:
+                self._write_all(pack(make_header(meta, _baton_version())))
+                os.fsync(self._fd)
+            else:
+                self._check_tail()
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def _claim(self) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise CassetteLockedError(
+                    f"{self.path}: another baton process is recording into this cassette; "
+                    "stop it or choose another file"
+                ) from exc
+            raise
+
+    def _check_tail(self) -> None:
+        # Reading to the end also validates the header and every object, so a
+        # foreign or damaged file is refused before anything is added to it.
+        with CassetteReader(self.path) as reader:
+            for _ in reader.objects():
+                pass
+            if reader.torn_at is not None:
+                raise CassetteTornError(
+                    f"{self.path}: ends in a torn object at byte {reader.torn_at}; "
+                    f"run `baton repair {self.path}` before recording into it"
+                )
+
+    def _write_all(self, data: bytes) -> None:
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            if self.fsync is FsyncPolicy.EVERY:
+                os.fsync(self._fd)
+        except OSError as exc:
+            # Take back the partial object so the file stays a valid stream.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            raise CassetteError(f"{self.path}: cannot append: {exc.strerror or exc}") from exc
+
+    def append(self, interaction: Interaction) -> Interaction:
+        """Redact, pack and write one interaction; return what was stored.
+
+        Thread-safe. When it returns, the bytes are with the OS.
+        """
+        stored = self._redactor.redact(interaction) if self._redactor else interaction
+        data = pack(interaction_to_object(stored))
+        with self._lock:
+            if self._fd < 0:
+                raise CassetteError(f"{self.path}: writer is closed")
+            self._write_all(data)
+            self.count += 1
+        return stored
+
+    async def append_async(self, interaction: Interaction) -> Interaction:
+        """``append`` on the writer thread, awaited without blocking the event loop.
+
+        Interactions are written in the order their calls were made.
+        """
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="baton-writer")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.append, interaction)
+
+    def close(self) -> None:
+        """Flush to stable storage (unless the policy is ``never``) and release the file."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        with self._lock:
+            if self._fd < 0:
+                return
+            try:
+                if self.fsync is not FsyncPolicy.NEVER:
+                    os.fsync(self._fd)
+            finally:
+                os.close(self._fd)
+                self._fd = -1
+
+    def __enter__(self) -> CassetteWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Bundled demo services for `make demo`."""

@@ -1,0 +1,167 @@
+"""The ``Recorder`` mitmproxy addon: every completed exchange, appended to a cassette.
+
+The hooks are ``async`` and await the cassette writer, so the response is
+released to the client only after its interaction is with the OS: a client
+that got an answer can count on it being recorded, even if the recorder dies
+the next instant. The write itself runs on the writer's thread, so a slow
+disk never stalls the event loop that serves every other connection.
+
+Recording fails open: if an interaction cannot be written (disk full, a
+write error), the traffic goes on, the failure is logged and counted.
+mitmproxy's own ``-w`` stops instead; for a recorder that sits between
+services in staging, not breaking them matters more than the recording.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Sequence
+
+from mitmproxy import ctx, exceptions, http
+
+from cassettes.errors import CassetteError, RedactionError
+from cassettes.redaction import RedactionRules, Redactor, load_or_create_key
+from cassettes.writer import CassetteWriter, FsyncPolicy
+from proxy.flows import interaction_from_flow
+
+__all__ = ["Recorder"]
+
+logger = logging.getLogger(__name__)
+
+_OPTIONS = (
+    "baton_cassette",
+    "baton_redact_headers",
+    "baton_redact_fields",
+    "baton_redact_json_paths",
+    "baton_redact_regex",
+    "baton_redact_defaults",
+    "baton_redaction_key_file",
+    "baton_fsync",
+)
+
+
+class Recorder:
+    """Record every HTTP exchange that passes the filters into ``baton_cassette``."""
+
+    def __init__(self) -> None:
+        self._writer: CassetteWriter | None = None
+        self.recorded = 0
+        """Interactions written."""
+        self.failed = 0
+        """Interactions that could not be written (the traffic went on)."""
+        self.skipped = 0
+        """Exchanges left out by the host and path filters."""
+
+    def load(self, loader: object) -> None:
+        add = loader.add_option  # type: ignore[attr-defined]
+        add("baton_cassette", str | None, None, "Append recorded interactions to this cassette.")
+        add("baton_redact_headers", Sequence[str], [], "Also redact these headers (globs allowed).")
+        add(
+            "baton_redact_fields",
+            Sequence[str],
+            [],
+            "Also redact query, form and JSON fields of these names.",
+        )
+        add(
+            "baton_redact_json_paths",
+            Sequence[str],
+            [],
+            "Also redact the values at these JSON paths, e.g. $.user.ssn.",
+        )
+        add(
+            "baton_redact_regex",
+            Sequence[str],
+            [],
+            "Also redact whatever these regular expressions match (group 1 if any).",
+        )
+        add("baton_redact_defaults", bool, True, "Apply baton's default redaction rules.")
+        add(
+            "baton_redaction_key_file",
+            str | None,
+            None,
+            "Key for redaction placeholders (default ~/.config/baton/redaction.key).",
+        )
+        add(
+            "baton_fsync",
+            str,
+            FsyncPolicy.CLOSE.value,
+            "When to fsync the cassette: every (interaction), close, never.",
+            choices=[p.value for p in FsyncPolicy],
+        )
+        add("baton_only_hosts", Sequence[str], [], "Record only hosts matching these globs.")
+        add("baton_only_paths", Sequence[str], [], "Record only paths matching these globs.")
+
+    def configure(self, updated: set[str]) -> None:
+        if not updated.intersection(_OPTIONS):
+            return
+        self._close()
+        path = ctx.options.baton_cassette
+        if not path:
+            return
+        try:
+            rules = RedactionRules.build(
+                headers=ctx.options.baton_redact_headers,
+                fields=ctx.options.baton_redact_fields,
+                json_paths=ctx.options.baton_redact_json_paths,
+                patterns=ctx.options.baton_redact_regex,
+                defaults=ctx.options.baton_redact_defaults,
+            )
+            redactor = Redactor(rules, load_or_create_key(ctx.options.baton_redaction_key_file))
+            self._writer = CassetteWriter(
+                path,
+                redactor=redactor,
+                fsync=ctx.options.baton_fsync,
+                meta={"recorded_with": "baton record", "mode": list(ctx.options.mode)},
+            )
+        except (CassetteError, RedactionError) as exc:
+            raise exceptions.OptionsError(str(exc)) from exc
+        logger.info("baton: recording into %s", path)
+
+    def _selected(self, flow: http.HTTPFlow) -> bool:
+        hosts = ctx.options.baton_only_hosts
+        if hosts and not any(
+            fnmatch.fnmatchcase(flow.request.pretty_host.lower(), h.lower()) for h in hosts
+        ):
+            return False
+        paths = ctx.options.baton_only_paths
+        path = flow.request.path.split("?", 1)[0]
+        return not paths or any(fnmatch.fnmatchcase(path, p) for p in paths)
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        await self._record(flow)
+
+    async def error(self, flow: http.HTTPFlow) -> None:
+        # Only exchanges that never got a response; an error after the
+        # response (a client gone mid-body) was recorded by `response`.
+        if flow.response is None:
+            await self._record(flow)
+
+    async def _record(self, flow: http.HTTPFlow) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        if not self._selected(flow):
+            self.skipped += 1
+            return
+        try:
+            await writer.append_async(interaction_from_flow(flow))
+        except Exception as exc:  # fail open: the proxied traffic must go on
+            self.failed += 1
+            logger.error(
+                "baton: could not record %s %s (%d failed so far): %s",
+                flow.request.method,
+                flow.request.pretty_url,
+                self.failed,
+                exc,
+            )
+        else:
+            self.recorded += 1
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def done(self) -> None:
+        self._close()

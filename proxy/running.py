@@ -1,0 +1,129 @@
+"""Run mitmproxy in-process with baton's addons, for ``baton record`` and ``baton replay``.
+
+mitmproxy's own ``DumpMaster`` prints flows and exits the process from inside
+on a start-up error. baton needs neither: it builds a plain ``Master`` with
+mitmproxy's default addons, turns start-up errors (a port in use, a bad
+option) into one exception with a readable message, and reports the address
+it actually bound, so ``--listen-port 0`` works for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from mitmproxy import addons as mitm_addons
+from mitmproxy import exceptions, log, master, options
+
+__all__ = ["ProxySettings", "ProxyStartupError", "run_proxy"]
+
+
+class ProxyStartupError(Exception):
+    """mitmproxy could not start with the given settings; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    """The mitmproxy options baton sets, plus the user's ``--set`` pass-through."""
+
+    modes: Sequence[str] = ("regular",)
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    extra: Sequence[str] = ()
+    """``option=value`` strings, as mitmproxy's ``--set`` takes them."""
+    addon_options: dict[str, object] = field(default_factory=dict)
+
+
+class _StartupErrors(log.MitmLogHandler):
+    """Collect error records logged while the proxy starts."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+class _ErrorCheck:
+    # Named like mitmproxy's addon so Master.run consults it at the same points.
+    name = "errorcheck"
+
+    def __init__(self) -> None:
+        self.handler = _StartupErrors()
+        self.handler.install()
+
+    async def shutdown_if_errored(self) -> None:
+        await asyncio.sleep(0)
+        if self.handler.messages:
+            raise ProxyStartupError("; ".join(dict.fromkeys(self.handler.messages)))
+
+    def finish(self) -> None:
+        self.handler.uninstall()
+
+
+class _Ready:
+    def __init__(self, on_ready: Callable[[list[tuple[str, int]]], None]) -> None:
+        self._on_ready = on_ready
+
+    def running(self) -> None:
+        from mitmproxy import ctx
+
+        server = ctx.master.addons.get("proxyserver")
+        addresses = [(str(a[0]), int(a[1])) for a in server.listen_addrs()]
+        self._on_ready(addresses)
+
+
+async def run_proxy(
+    settings: ProxySettings,
+    addons: Sequence[object],
+    on_ready: Callable[[list[tuple[str, int]]], None],
+    on_tick: Callable[[], None] | None = None,
+) -> None:
+    """Run mitmproxy until SIGINT or SIGTERM; raise ``ProxyStartupError`` if it cannot start.
+
+    ``on_ready`` gets the bound addresses once the proxy listens; ``on_tick``,
+    if given, runs four times a second (for a live status line).
+    """
+    loop = asyncio.get_running_loop()
+    opts = options.Options()
+    proxy = master.Master(opts, event_loop=loop)
+    error_check = _ErrorCheck()
+    try:
+        proxy.addons.add(*mitm_addons.default_addons(), *addons, error_check, _Ready(on_ready))
+        try:
+            # Options declared by addons exist only once the addons are added.
+            opts.update(
+                mode=list(settings.modes),
+                listen_host=settings.listen_host,
+                listen_port=settings.listen_port,
+                **settings.addon_options,
+            )
+            if settings.extra:
+                opts.set(*settings.extra)
+        except (exceptions.OptionsError, KeyError, TypeError, ValueError) as exc:
+            raise ProxyStartupError(str(exc).strip("'\"")) from exc
+        await error_check.shutdown_if_errored()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, proxy.shutdown)
+        ticker = None
+        if on_tick is not None:
+            ticker = asyncio.create_task(_tick(on_tick, proxy.should_exit))
+        try:
+            await proxy.run()
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+    finally:
+        error_check.finish()
+
+
+async def _tick(on_tick: Callable[[], None], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        on_tick()
+        await asyncio.sleep(0.25)
