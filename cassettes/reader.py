@@ -65,8 +65,16 @@ class CassetteReader:
     checked on construction, so a file that is not a cassette fails at once.
     """
 
-    def __init__(self, path: str | os.PathLike[str], limits: ReadLimits | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        limits: ReadLimits | None = None,
+        *,
+        warn_torn: bool = True,
+    ) -> None:
+        """Open ``path``; ``warn_torn=False`` for callers that report ``torn_at`` themselves."""
         self.path = Path(path)
+        self._warn_torn = warn_torn
         self.limits = limits or ReadLimits()
         self.torn_at: int | None = None
         """Byte offset of a torn last object, once iteration has reached it."""
@@ -151,14 +159,15 @@ class CassetteReader:
                 self.file_size = os.fstat(self._file.fileno()).st_size
                 if offset < self.file_size:
                     self.torn_at = offset
-                    logger.warning(
-                        "%s: torn object at byte %d (%d bytes) skipped; "
-                        "`baton repair %s` removes it",
-                        self.path,
-                        offset,
-                        self.file_size - offset,
-                        self.path,
-                    )
+                    if self._warn_torn:
+                        logger.warning(
+                            "%s: torn object at byte %d (%d bytes) skipped; "
+                            "`baton repair %s` removes it",
+                            self.path,
+                            offset,
+                            self.file_size - offset,
+                            self.path,
+                        )
                 return
             except Exception as exc:
                 # msgpack's exceptions often have empty messages: name the type.

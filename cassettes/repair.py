@@ -70,7 +70,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
     ranges: list[tuple[int, int]] = []
     dropped: list[str] = []
     kept = 0
-    with CassetteReader(path) as reader:
+    with CassetteReader(path, warn_torn=False) as reader:
         ranges.append((0, reader.header_end))
         size = reader.file_size
         objects = reader.objects()

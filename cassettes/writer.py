@@ -117,7 +117,7 @@ class CassetteWriter:
     def _check_tail(self) -> None:
         # Reading to the end also validates the header and every object, so a
         # foreign or damaged file is refused before anything is added to it.
-        with CassetteReader(self.path) as reader:
+        with CassetteReader(self.path, warn_torn=False) as reader:
             for _ in reader.objects():
                 pass
             if reader.torn_at is not None:

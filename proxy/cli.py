@@ -182,7 +182,8 @@ def record(
         listen_host=listen_host,
         listen_port=listen_port,
         extra=extra,
-        addon_options={
+        options={
+            **_connection_strategy(modes),
             "baton_redact_headers": list(redact_header),
             "baton_redact_fields": list(redact_field),
             "baton_redact_json_paths": list(redact_json_path),
@@ -208,6 +209,22 @@ def record(
     status.summary()
     if recorder.failed:
         sys.exit(1)
+
+
+def _connection_strategy(modes: tuple[str, ...]) -> dict[str, object]:
+    """mitmproxy options that let a refused upstream still be recorded, where that is safe.
+
+    In reverse mode mitmproxy's default ("eager") connects upstream as soon as
+    the client connects, and a refused connection is then dropped before any
+    request is read: there is nothing to record. "lazy" reads the request
+    first, so the failure is recorded with its error. In regular mode eager is
+    kept: it learns the server's TLS details and HTTP/2 support before
+    answering the client, and plain-HTTP requests are read before connecting
+    anyway. ``--set connection_strategy=...`` overrides either choice.
+    """
+    if modes and all(mode.startswith("reverse:") for mode in modes):
+        return {"connection_strategy": "lazy"}
+    return {}
 
 
 # -- show -----------------------------------------------------------------------
@@ -240,7 +257,7 @@ def show(cassette: Path, fmt: str, no_headers: bool, max_body: int) -> None:
     """
     _configure_logging(0, False)
     out = sys.stdout
-    with _user_errors(), _quiet_broken_pipe(), CassetteReader(cassette) as reader:
+    with _user_errors(), _quiet_broken_pipe(), CassetteReader(cassette, warn_torn=False) as reader:
         for number, interaction in enumerate(reader, 1):
             if fmt == "json":
                 out.write(json.dumps(interaction_to_json(interaction), ensure_ascii=False))

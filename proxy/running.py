@@ -32,20 +32,51 @@ class ProxySettings:
     modes: Sequence[str] = ("regular",)
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
+    options: dict[str, object] = field(default_factory=dict)
+    """Typed option values (baton's addon options, baton's mitmproxy defaults)."""
     extra: Sequence[str] = ()
-    """``option=value`` strings, as mitmproxy's ``--set`` takes them."""
-    addon_options: dict[str, object] = field(default_factory=dict)
+    """``option=value`` strings, as mitmproxy's ``--set`` takes them; applied last, so they win."""
 
 
 class _StartupErrors(log.MitmLogHandler):
-    """Collect error records logged while the proxy starts."""
+    """Collect error records logged while the proxy starts, and hold them back from stderr.
+
+    They are raised as one ``ProxyStartupError`` instead, so the person at the
+    terminal reads the problem once, in baton's words.
+    """
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.messages: list[str] = []
+        self._held: list[logging.Handler] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        self.messages.append(_one_line(record.getMessage()))
+
+    def install(self) -> None:
+        super().install()
+        for handler in logging.getLogger().handlers:
+            if handler is not self:
+                handler.addFilter(self._hold)
+                self._held.append(handler)
+
+    def uninstall(self) -> None:
+        super().uninstall()
+        for handler in self._held:
+            handler.removeFilter(self._hold)
+        self._held.clear()
+
+    @staticmethod
+    def _hold(record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
+
+
+def _one_line(message: str) -> str:
+    """The first line of a mitmproxy message, with baton's hint where mitmproxy's would mislead."""
+    first = message.strip().splitlines()[0] if message.strip() else message
+    if "address already in use" in first:
+        first += "; choose another --listen-port (0 picks a free one)"
+    return first
 
 
 class _ErrorCheck:
@@ -100,12 +131,12 @@ async def run_proxy(
                 mode=list(settings.modes),
                 listen_host=settings.listen_host,
                 listen_port=settings.listen_port,
-                **settings.addon_options,
+                **settings.options,
             )
             if settings.extra:
                 opts.set(*settings.extra)
         except (exceptions.OptionsError, KeyError, TypeError, ValueError) as exc:
-            raise ProxyStartupError(str(exc).strip("'\"")) from exc
+            raise ProxyStartupError(_one_line(str(exc).strip("'\""))) from exc
         await error_check.shutdown_if_errored()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, proxy.shutdown)
