@@ -135,6 +135,7 @@ class RedactionRules:
     headers: frozenset[str] = frozenset()
     header_globs: tuple[str, ...] = ()
     fields: frozenset[str] = frozenset()
+    field_stems: frozenset[bytes] = frozenset()
     json_paths: tuple[tuple[JsonSegment, ...], ...] = ()
     patterns: tuple[re.Pattern[str], ...] = ()
 
@@ -163,11 +164,11 @@ class RedactionRules:
                 globs.append(name)
             else:
                 exact.add(name)
-        names = {_normalise_field(f) for f in DEFAULT_FIELDS} if defaults else set()
+        spellings = set(DEFAULT_FIELDS) if defaults else set()
         for name in fields:
             if not name.strip():
                 raise RedactionError("an empty field name cannot be redacted")
-            names.add(_normalise_field(name.strip()))
+            spellings.add(name.strip())
         compiled = []
         for pattern in patterns:
             try:
@@ -179,7 +180,8 @@ class RedactionRules:
         return cls(
             headers=frozenset(exact),
             header_globs=tuple(globs),
-            fields=frozenset(names),
+            fields=frozenset(_normalise_field(n) for n in spellings),
+            field_stems=frozenset(_stem(n) for n in spellings),
             json_paths=tuple(parse_json_path(p) for p in json_paths),
             patterns=tuple(compiled),
         )
@@ -280,12 +282,22 @@ class _Found:
 class Redactor:
     """Apply ``RedactionRules`` to interactions with a keyed-hash placeholder.
 
-    Thread-safe: it holds no state between interactions.
+    Thread-safe: its only state is a cache of per-header-name decisions.
     """
 
     def __init__(self, rules: RedactionRules | None = None, key: bytes | None = None) -> None:
         self.rules = rules if rules is not None else RedactionRules.build()
         self._key = key if key is not None else load_or_create_key()
+        # Header names repeat endlessly: remember each decision (bounded).
+        self._secret_headers: dict[str, bool] = {}
+
+    def _header_is_secret(self, name: str) -> bool:
+        decision = self._secret_headers.get(name)
+        if decision is None:
+            decision = self.rules.header_is_secret(name)
+            if len(self._secret_headers) < 4096:
+                self._secret_headers[name] = decision
+        return decision
 
     def placeholder(self, secret: str) -> str:
         """Return the stable placeholder for ``secret``."""
@@ -357,7 +369,7 @@ class Redactor:
         out = []
         for name, value in headers:
             lowered = name.lower()
-            if value and self.rules.header_is_secret(name):
+            if value and self._header_is_secret(name):
                 new = _redact_header_value(lowered, value, found)
             elif lowered in _URL_HEADERS and "?" in value:
                 new = self._url_query(value, found)
@@ -398,7 +410,7 @@ class Redactor:
 
     def _json_fields(self, body: _Body, found: _Found) -> None:
         assert body.decoded is not None
-        if not self.rules.json_paths and not _may_hold_field(body.decoded, self.rules.fields):
+        if not self.rules.json_paths and not _may_hold_field(body.decoded, self.rules.field_stems):
             return
         try:
             document = json.loads(body.decoded)
@@ -486,19 +498,20 @@ def _redact_header_value(name: str, value: str, found: _Found) -> str:
     return found.add(value)
 
 
-_FIELD_HINT_CACHE: dict[frozenset[str], re.Pattern[bytes]] = {}
+def _stem(name: str) -> bytes:
+    """The last word of a field name, lowercased: "access_token" -> b"token".
+
+    Every spelling of the field (``access_token``, ``accessToken``,
+    ``ACCESS-TOKEN``) contains it, so a body without any stem has no secret key.
+    """
+    words = [w for w in re.split(r"[_-]|(?<=[a-z])(?=[A-Z])", name) if w]
+    return (words[-1] if words else name).lower().encode()
 
 
-def _may_hold_field(body: bytes, fields: frozenset[str]) -> bool:
-    # A cheap test before parsing: does any key that normalises to a secret
-    # field name appear in the body at all? Most JSON bodies hold none.
-    pattern = _FIELD_HINT_CACHE.get(fields)
-    if pattern is None:
-        letters = sorted(fields, key=len, reverse=True)
-        fuzzy = [b"[_-]?".join(re.escape(c.encode()) for c in name) for name in letters]
-        pattern = re.compile(b'"(?:' + b"|".join(fuzzy) + b')"\\s*:', re.IGNORECASE)
-        _FIELD_HINT_CACHE[fields] = pattern
-    return pattern.search(body) is not None
+def _may_hold_field(body: bytes, stems: frozenset[bytes]) -> bool:
+    # A cheap test before parsing: most JSON bodies hold no secret key at all.
+    lowered = body.lower()
+    return any(stem in lowered for stem in stems)
 
 
 def _walk_json(node: Any, key: str | None = None) -> Iterator[tuple[str | None, Any]]:

@@ -10,7 +10,8 @@ Why it is built this way:
   turn a full disk into a corrupt cassette.
 * One lock and one writer thread: interactions from hundreds of connections
   arrive whole and in the order they were handed over; ``append_async`` lets
-  an event loop wait for the write without blocking on it.
+  an event loop wait for the write without blocking on it, and batches the
+  interactions that arrive while a write is under way (group commit).
 * An exclusive ``flock`` stops a second process from appending to the same
   file, and a file that already ends in a torn object is refused (repair it
   first) rather than appended to.
@@ -84,6 +85,8 @@ class CassetteWriter:
         self._redactor = redactor
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
+        self._pending: list[tuple[Interaction, asyncio.Future[Interaction]]] = []
+        self._flusher: asyncio.Task[None] | None = None
         self.count = 0
         """Interactions appended by this writer."""
         try:
@@ -158,12 +161,43 @@ class CassetteWriter:
     async def append_async(self, interaction: Interaction) -> Interaction:
         """``append`` on the writer thread, awaited without blocking the event loop.
 
-        Interactions are written in the order their calls were made.
+        Interactions are written in the order their calls were made. Calls that
+        arrive while a write is under way are handed to the writer thread
+        together (group commit): one thread hop per batch instead of one per
+        interaction, still one ``write`` and one outcome per interaction.
         """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Interaction] = loop.create_future()
+        self._pending.append((interaction, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush_pending())
+        return await future
+
+    async def _flush_pending(self) -> None:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="baton-writer")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.append, interaction)
+        while self._pending:
+            batch, self._pending = self._pending, []
+            outcomes = await loop.run_in_executor(
+                self._executor, self._append_batch, [item for item, _ in batch]
+            )
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():  # the caller was cancelled meanwhile
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+    def _append_batch(self, items: list[Interaction]) -> list[Interaction | BaseException]:
+        outcomes: list[Interaction | BaseException] = []
+        for item in items:
+            try:
+                outcomes.append(self.append(item))
+            except Exception as exc:  # one failure must not sink the rest of the batch
+                outcomes.append(exc)
+        return outcomes
 
     def close(self) -> None:
         """Flush to stable storage (unless the policy is ``never``) and release the file."""
