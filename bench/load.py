@@ -97,6 +97,17 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    cpu_us_per_request: float = 0.0
+    """CPU time (user + system, all threads) the measured process spent per request."""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its threads, from /proc."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -109,9 +120,13 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def run_wrk(url: str, seconds: int, connections: int = 32, threads: int = 2) -> WrkResult:
+def run_wrk(
+    url: str, seconds: int, connections: int = 32, threads: int = 2, pid: int | None = None
+) -> WrkResult:
+    """Load ``url`` with wrk; with ``pid``, also measure that process's CPU per request."""
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk (Debian)")
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
         capture_output=True,
@@ -122,6 +137,8 @@ def run_wrk(url: str, seconds: int, connections: int = 32, threads: int = 2) -> 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    cpu = cpu_seconds(pid) - cpu_before if pid else 0.0
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = 0
     if found := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out):
         errors += int(found.group(1))
@@ -129,7 +146,7 @@ def run_wrk(url: str, seconds: int, connections: int = 32, threads: int = 2) -> 
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
     ):
         errors += sum(int(g) for g in found.groups())
-    return WrkResult(rps, p50, p99, errors)
+    return WrkResult(rps, p50, p99, errors, total, cpu / total * 1e6 if pid and total else 0.0)
 
 
 def median_result(results: list[WrkResult]) -> WrkResult:
@@ -138,6 +155,8 @@ def median_result(results: list[WrkResult]) -> WrkResult:
         statistics.median(r.p50_ms for r in results),
         statistics.median(r.p99_ms for r in results),
         sum(r.errors for r in results),
+        sum(r.requests for r in results),
+        statistics.median(r.cpu_us_per_request for r in results),
     )
 
 

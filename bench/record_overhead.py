@@ -86,7 +86,9 @@ def main() -> int:
                     try:
                         run_wrk(proxy.url + "/", 2, args.connections)  # warm-up
                         results[name].append(
-                            run_wrk(proxy.url + "/", args.seconds, args.connections)
+                            run_wrk(
+                                proxy.url + "/", args.seconds, args.connections, pid=proxy.proc.pid
+                            )
                         )
                     finally:
                         proxy.stop()
@@ -108,19 +110,23 @@ def main() -> int:
             f"{m.p50_ms:.1f}",
             f"{m.p99_ms:.1f}",
             f"{m.requests_per_second / base.requests_per_second:.2f}",
+            f"{m.cpu_us_per_request:,.0f}" if m.cpu_us_per_request else "-",
             str(m.errors),
         ]
         for name, m in medians.items()
     ]
     print()
     print(
-        f"reverse proxy in front of uvicorn, wrk -c{args.connections}, {args.seconds}s x {args.rounds} rounds, medians"
+        f"reverse proxy in front of uvicorn, wrk -c{args.connections}, "
+        f"{args.seconds}s x {args.rounds} rounds, medians"
     )
-    print(table(rows, ["", "req/s", "p50 ms", "p99 ms", "vs mitmdump", "errors"]))
+    header = ["", "req/s", "p50 ms", "p99 ms", "vs mitmdump", "CPU us/req", "errors"]
+    print(table(rows, header))
     ratio = medians["baton record"].requests_per_second / base.requests_per_second
+    cpu_ratio = medians["baton record"].cpu_us_per_request / base.cpu_us_per_request
     print(
-        f"\nbaton record runs at {ratio:.0%} of bare mitmdump's throughput; "
-        f"{recorded:,} interactions recorded and read back."
+        f"\nbaton record runs at {ratio:.0%} of bare mitmdump's throughput and spends "
+        f"{cpu_ratio:.2f}x its CPU per request; {recorded:,} interactions recorded and read back."
     )
     path = save(
         "record_overhead",
@@ -129,6 +135,7 @@ def main() -> int:
             "medians": medians,
             "runs": results,
             "ratio_baton_vs_mitmdump": ratio,
+            "cpu_ratio_baton_vs_mitmdump": cpu_ratio,
             "interactions_recorded": recorded,
         },
     )

@@ -27,24 +27,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": BODY})
 
 
-def serve_on_fd(asgi_app: Any, fd: int) -> None:
-    """Run ``asgi_app`` under uvicorn on an inherited listening socket.
-
-    uvicorn's own ``fd=`` wraps the descriptor as a Unix socket, so asyncio
-    never sets TCP_NODELAY on the connections and every response waits out
-    the peer's delayed ACK (~40 ms). ``socket.socket(fileno=...)`` reads the
-    real family from the descriptor.
-    """
-    import socket
-
-    import uvicorn
-
-    sock = socket.socket(fileno=fd)
-    config = uvicorn.Config(
-        asgi_app, http="httptools", loop="auto", log_level="warning", access_log=False
-    )
-    uvicorn.Server(config).run(sockets=[sock])
-
-
 if __name__ == "__main__":
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+    from demo.serve import serve_on_fd
+
     serve_on_fd(app, int(sys.argv[1]))

@@ -34,16 +34,7 @@ def start_catalog() -> tuple[subprocess.Popen[bytes], int]:
     sock.listen(128)
     port = sock.getsockname()[1]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "demo.catalog:app",
-            "--fd",
-            str(sock.fileno()),
-            "--log-level",
-            "warning",
-        ],
+        [sys.executable, "-m", "demo.serve", "demo.catalog:app", str(sock.fileno())],
         pass_fds=[sock.fileno()],
         cwd=ROOT,
     )
