@@ -32,7 +32,7 @@ import logging
 import os
 import re
 import secrets as secrets_module
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ __all__ = [
     "Redactor",
     "default_key_path",
     "load_or_create_key",
+    "redact_header_value",
 ]
 
 logger = logging.getLogger(__name__)
@@ -370,7 +371,7 @@ class Redactor:
         for name, value in headers:
             lowered = name.lower()
             if value and self._header_is_secret(name):
-                new = _redact_header_value(lowered, value, found)
+                new = redact_header_value(lowered, value, found.add)
             elif lowered in _URL_HEADERS and "?" in value:
                 new = self._url_query(value, found)
             else:
@@ -476,26 +477,30 @@ class Redactor:
                         found.add(secret)
 
 
-def _redact_header_value(name: str, value: str, found: _Found) -> str:
-    """Replace the secret part of a header value, keeping what a reader needs."""
+def redact_header_value(name: str, value: str, substitute: Callable[[str], str]) -> str:
+    """Replace the secret part of a header value with ``substitute(secret)``.
+
+    Keeps what a reader needs: the scheme of ``Authorization``, cookie names,
+    ``Set-Cookie`` attributes. ``name`` is lowercase.
+    """
     if name in ("authorization", "proxy-authorization"):
         scheme, space, credentials = value.strip().partition(" ")
         if space and credentials.strip() and re.fullmatch(r"[A-Za-z][\w.+-]*", scheme):
-            return f"{scheme} {found.add(credentials.strip())}"
-        return found.add(value)
+            return f"{scheme} {substitute(credentials.strip())}"
+        return substitute(value)
     if name == "cookie":
         crumbs = []
         for crumb in value.split(";"):
             cname, eq, cvalue = crumb.partition("=")
-            crumbs.append(f"{cname}={found.add(cvalue)}" if eq and cvalue else crumb)
+            crumbs.append(f"{cname}={substitute(cvalue)}" if eq and cvalue else crumb)
         return ";".join(crumbs)
     if name == "set-cookie":
         first, semi, attributes = value.partition(";")
         cname, eq, cvalue = first.partition("=")
         if eq and cvalue:
-            return f"{cname}={found.add(cvalue)}{semi}{attributes}"
+            return f"{cname}={substitute(cvalue)}{semi}{attributes}"
         return value
-    return found.add(value)
+    return substitute(value)
 
 
 def _stem(name: str) -> bytes:
