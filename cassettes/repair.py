@@ -23,7 +23,7 @@ from cassettes.codec import interaction_from_object
 from cassettes.errors import CassetteError, CassetteFormatError, CassetteLockedError
 from cassettes.reader import CassetteReader
 
-__all__ = ["RepairReport", "repair"]
+__all__ = ["RepairReport", "backup_path", "repair"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +42,8 @@ class RepairReport:
         return self.backup is not None
 
 
-def _backup_path(path: Path) -> Path:
+def backup_path(path: Path) -> Path:
+    """A free ``NAME.bak`` (or ``NAME.bak.N``) beside ``path``."""
     candidate = path.with_name(path.name + ".bak")
     number = 1
     while candidate.exists():
@@ -101,7 +102,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
     if not dropped:
         return RepairReport(path, kept)
     kept_bytes = sum(end - start for start, end in ranges)
-    backup = _backup_path(path)
+    backup = backup_path(path)
     shutil.copy2(path, backup)
     fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".repair")
     try:

@@ -20,9 +20,11 @@ import click
 
 from cassettes.display import interaction_to_json, render_interaction
 from cassettes.errors import CassetteError, RedactionError
-from cassettes.reader import CassetteReader
+from cassettes.reader import CassetteReader, read_cassette
 from cassettes.repair import repair as repair_cassette
 from cassettes.writer import FsyncPolicy
+from replay.index import ExhaustedPolicy, Index
+from replay.record_mode import RecordMode
 
 __all__ = ["main"]
 
@@ -67,6 +69,7 @@ def main() -> None:
 
     \b
     Record:  baton record -o api.cassette --mode reverse:http://127.0.0.1:8000
+    Replay:  baton replay api.cassette --listen-port 9000
     Look:    baton show api.cassette
     Mend:    baton repair api.cassette
     """
@@ -225,6 +228,338 @@ def _connection_strategy(modes: tuple[str, ...]) -> dict[str, object]:
     if modes and all(mode.startswith("reverse:") for mode in modes):
         return {"connection_strategy": "lazy"}
     return {}
+
+
+# -- replay ---------------------------------------------------------------------
+
+
+@main.command()
+@click.argument(
+    "cassettes", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    default=["reverse"],
+    show_default=True,
+    metavar="MODE",
+    help="reverse (serve the recorded hosts on one port), reverse:URL, regular, upstream:URL, "
+    "transparent, socks5.",
+)
+@click.option("--listen-host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--listen-port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Port to bind; 0 picks a free one (printed at start).",
+)
+@click.option(
+    "--record-mode",
+    type=click.Choice([m.value for m in RecordMode]),
+    default=RecordMode.NONE.value,
+    show_default=True,
+    help="none: never touch the network; once; new_episodes; all (VCR.py's meanings).",
+)
+@click.option(
+    "--match-on",
+    metavar="LIST",
+    help="Comma-separated matchers: method,scheme,host,port,path,query,body [default: all].",
+)
+@click.option("--match-header", multiple=True, metavar="NAME", help="Add a header to the key.")
+@click.option("--ignore-query", multiple=True, metavar="NAME", help="Leave a query name out.")
+@click.option("--ignore-field", multiple=True, metavar="JSONPATH", help="Leave a JSON field out.")
+@click.option("--match-secrets", is_flag=True, help="Match redacted values by their keyed hash.")
+@click.option(
+    "--on-exhausted",
+    type=click.Choice([p.value for p in ExhaustedPolicy]),
+    default=ExhaustedPolicy.REPEAT_LAST.value,
+    show_default=True,
+    help="When identical requests outnumber their recorded answers.",
+)
+@click.option(
+    "--miss-status",
+    type=click.IntRange(100, 599),
+    default=502,
+    show_default=True,
+    help="Status of the answer to an unmatched request.",
+)
+@click.option(
+    "--replay-latency",
+    type=click.FloatRange(0),
+    is_flag=False,
+    flag_value=1.0,
+    default=None,
+    metavar="[SCALE]",
+    help="Wait the recorded duration (times SCALE, default 1) before answering.",
+)
+@click.option("--fail-on-miss", is_flag=True, help="Exit 1 at the end if any request missed.")
+@click.option(
+    "--set",
+    "extra",
+    multiple=True,
+    metavar="OPTION=VALUE",
+    help="Any mitmproxy option (implies the mitmproxy path).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+def replay(
+    cassettes: tuple[Path, ...],
+    modes: tuple[str, ...],
+    listen_host: str,
+    listen_port: int,
+    record_mode: str,
+    match_on: str | None,
+    match_header: tuple[str, ...],
+    ignore_query: tuple[str, ...],
+    ignore_field: tuple[str, ...],
+    match_secrets: bool,
+    on_exhausted: str,
+    miss_status: int,
+    replay_latency: float | None,
+    fail_on_miss: bool,
+    extra: tuple[str, ...],
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """Answer requests from CASSETTE... in place of the recorded services.
+
+    By default it serves every recorded host in reverse mode on one port with
+    baton's own fast server (plain HTTP/1.1); other modes, HTTPS and HTTP/2 go
+    through mitmproxy. It prints which path it took, and at the end the hits,
+    the misses and the recorded interactions nobody asked for.
+
+    \b
+    Example:
+      baton replay cassettes/catalog.cassette --listen-port 9000
+      curl http://127.0.0.1:9000/products
+    """
+    _configure_logging(verbose, quiet)
+    mode = RecordMode(record_mode)
+    matchers = [m.strip() for m in match_on.split(",") if m.strip()] if match_on else None
+    for path in cassettes:
+        if not path.exists() and not (
+            mode in (RecordMode.ONCE, RecordMode.ALL) and path == cassettes[0]
+        ):
+            raise InputError(f"{path}: no such file")
+    replaying_only = mode is RecordMode.NONE or (mode is RecordMode.ONCE and cassettes[0].exists())
+    reverse_plain = all(m == "reverse" or m.startswith("reverse:http://") for m in modes)
+    if replaying_only and reverse_plain and not extra:
+        _replay_fast(
+            cassettes,
+            listen_host,
+            listen_port,
+            matchers,
+            match_header,
+            ignore_query,
+            ignore_field,
+            match_secrets,
+            on_exhausted,
+            miss_status,
+            replay_latency,
+            fail_on_miss,
+        )
+        return
+    _replay_mitmproxy(
+        cassettes,
+        modes,
+        listen_host,
+        listen_port,
+        mode,
+        matchers,
+        match_header,
+        ignore_query,
+        ignore_field,
+        match_secrets,
+        on_exhausted,
+        miss_status,
+        fail_on_miss,
+        extra,
+    )
+
+
+def _load_index(
+    cassettes: tuple[Path, ...],
+    matchers: list[str] | None,
+    match_header: tuple[str, ...],
+    ignore_query: tuple[str, ...],
+    ignore_field: tuple[str, ...],
+    match_secrets: bool,
+    on_exhausted: str,
+) -> Index:
+    from cassettes.redaction import RedactionRules, Redactor, load_or_create_key
+    from replay.matching import MatchConfig, SecretPolicy
+
+    with _user_errors():
+        placeholder = (
+            Redactor(RedactionRules.build(), load_or_create_key()).placeholder
+            if match_secrets
+            else None
+        )
+        try:
+            config = MatchConfig.build(
+                match_on=matchers,
+                headers=match_header,
+                ignore_query=ignore_query,
+                ignore_fields=ignore_field,
+                secrets=SecretPolicy(placeholder=placeholder),
+                address=False,
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        interactions = []
+        for path in cassettes:
+            interactions += read_cassette(path)
+    return Index(interactions, config, on_exhausted)
+
+
+def _replay_fast(
+    cassettes: tuple[Path, ...],
+    listen_host: str,
+    listen_port: int,
+    matchers: list[str] | None,
+    match_header: tuple[str, ...],
+    ignore_query: tuple[str, ...],
+    ignore_field: tuple[str, ...],
+    match_secrets: bool,
+    on_exhausted: str,
+    miss_status: int,
+    replay_latency: float | None,
+    fail_on_miss: bool,
+) -> None:
+    import signal
+
+    from proxy.status import format_address, plural, replay_summary
+    from replay.server import ReplayServer, install_fast_loop
+
+    index = _load_index(
+        cassettes, matchers, match_header, ignore_query, ignore_field, match_secrets, on_exhausted
+    )
+    install_fast_loop()
+    server = ReplayServer(
+        index,
+        host=listen_host,
+        port=listen_port,
+        miss_status=miss_status,
+        latency_scale=replay_latency,
+    )
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            host, port = await server.start()
+        except OSError as exc:
+            raise InputError(
+                f"cannot listen on {format_address(listen_host, listen_port)}: {exc.strerror}; "
+                "choose another --listen-port (0 picks a free one)"
+            ) from exc
+        click.echo(
+            f"baton: replaying {plural(len(index), 'interaction')} from "
+            f"{', '.join(map(str, cassettes))}; listening on {format_address(host, port)} "
+            "(fast path: reverse mode, plain HTTP/1.1)",
+            err=True,
+        )
+        await stop.wait()
+        await server.close()
+
+    asyncio.run(serve())
+    for line in replay_summary(index):
+        click.echo(line, err=True)
+    if fail_on_miss and index.misses:
+        sys.exit(1)
+
+
+def _replay_mitmproxy(
+    cassettes: tuple[Path, ...],
+    modes: tuple[str, ...],
+    listen_host: str,
+    listen_port: int,
+    mode: RecordMode,
+    matchers: list[str] | None,
+    match_header: tuple[str, ...],
+    ignore_query: tuple[str, ...],
+    ignore_field: tuple[str, ...],
+    match_secrets: bool,
+    on_exhausted: str,
+    miss_status: int,
+    fail_on_miss: bool,
+    extra: tuple[str, ...],
+) -> None:
+    from proxy.replayer import Replayer
+    from proxy.running import ProxySettings, ProxyStartupError, run_proxy
+    from proxy.status import format_address, replay_summary
+
+    resolved = tuple(_reverse_target(cassettes, m) if m == "reverse" else m for m in modes)
+    reverse = all(m.startswith("reverse:") for m in resolved)
+    settings = ProxySettings(
+        modes=resolved,
+        listen_host=listen_host,
+        listen_port=listen_port,
+        extra=extra,
+        options={
+            # Answer in the request hook before any upstream connection exists.
+            "connection_strategy": "lazy",
+            "baton_record_mode": mode.value,
+            "baton_match_on": matchers or [],
+            "baton_match_headers": list(match_header),
+            "baton_ignore_query": list(ignore_query),
+            "baton_ignore_fields": list(ignore_field),
+            "baton_match_secrets": match_secrets,
+            "baton_on_exhausted": on_exhausted,
+            "baton_miss_status": miss_status,
+            "baton_replay_address": not reverse,
+            "baton_replay": [str(p) for p in cassettes],
+        },
+    )
+    replayer = Replayer()
+
+    def ready(addresses: list[tuple[str, int]]) -> None:
+        where = ", ".join(format_address(h, p) for h, p in addresses)
+        count = len(replayer.index) if replayer.index is not None else 0
+        click.echo(
+            f"baton: replaying {count} interactions from {', '.join(map(str, cassettes))}; "
+            f"listening on {where} (mitmproxy path: {', '.join(resolved)}; record mode {mode})",
+            err=True,
+        )
+
+    try:
+        asyncio.run(run_proxy(settings, [replayer], ready))
+    except ProxyStartupError as exc:
+        raise InputError(str(exc)) from exc
+    finally:
+        replayer.done()
+    if replayer.index is not None:
+        for line in replay_summary(replayer.index):
+            click.echo(line, err=True)
+        if replayer.recorded:
+            click.echo(
+                f"baton: recorded {replayer.recorded} new interactions into {cassettes[0]}",
+                err=True,
+            )
+        if fail_on_miss and replayer.index.misses:
+            sys.exit(1)
+
+
+def _reverse_target(cassettes: tuple[Path, ...], mode: str) -> str:
+    """``reverse`` alone names no upstream; take the cassettes' one recorded host."""
+    with _user_errors():
+        origins = {
+            f"{i.request.scheme}://{i.request.authority}"
+            for path in cassettes
+            if path.exists()
+            for i in read_cassette(path)
+        }
+    if len(origins) != 1:
+        found = ", ".join(sorted(origins)) or "none"
+        raise InputError(
+            f"cannot tell which upstream reverse mode stands for (recorded hosts: {found}); "
+            "name it with --mode reverse:URL"
+        )
+    return f"reverse:{origins.pop()}"
 
 
 # -- show -----------------------------------------------------------------------

@@ -73,3 +73,16 @@ class RecordingStatus:
         if r.failed:
             line += f"; {r.failed} could not be recorded (see the errors above)"
         click.echo(line, err=True)
+
+
+def replay_summary(index: object) -> list[str]:
+    """Lines printed when replay stops: hits, misses (each named), unused."""
+    from replay.index import Index
+
+    assert isinstance(index, Index)
+    lines = [f"baton: {index.summary()}"]
+    for miss in index.misses[:20]:
+        lines.append("baton: miss: " + miss.report().splitlines()[0].removeprefix("baton: "))
+    if len(index.misses) > 20:
+        lines.append(f"baton: ... and {len(index.misses) - 20} more misses")
+    return lines

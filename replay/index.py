@@ -154,8 +154,12 @@ class Index:
     def __len__(self) -> int:
         return len(self.interactions)
 
-    def lookup(self, request: Request) -> Hit | Miss:
-        """Return the next recorded answer for ``request``, or a ``Miss`` that explains itself."""
+    def lookup(self, request: Request, *, forwarding: bool = False) -> Hit | Miss:
+        """Return the next recorded answer for ``request``, or a ``Miss`` that explains itself.
+
+        ``forwarding``: the caller sends misses upstream (``new_episodes``), so
+        a miss is neither explained nor counted.
+        """
         queue = self._queues.get(match_key(request, self.config))
         if queue is not None and queue.cursor < len(queue.numbers):
             number = queue.numbers[queue.cursor]
@@ -163,12 +167,22 @@ class Index:
             return self._hit(number, repeated=False)
         if queue is not None and self.on_exhausted is ExhaustedPolicy.REPEAT_LAST:
             return self._hit(queue.numbers[-1], repeated=True)
+        if forwarding:
+            return Miss(request, [])
         reason = "no recorded interaction matches"
         if queue is not None:
             reason = f"all {len(queue.numbers)} recorded answers were used (strict) for"
         miss = Miss(request, self.explain(request), reason)
         self.misses.append(miss)
         return miss
+
+    def peek_duration(self, request: Request) -> float | None:
+        """The recorded ``duration_ms`` of the answer ``lookup`` would give next, without using it."""
+        queue = self._queues.get(match_key(request, self.config))
+        if queue is None:
+            return None
+        position = min(queue.cursor, len(queue.numbers) - 1)
+        return self.interactions[queue.numbers[position]].duration_ms
 
     def _hit(self, number: int, *, repeated: bool) -> Hit:
         self.hits += 1

@@ -1,0 +1,194 @@
+"""The ``Replayer`` mitmproxy addon: answer from cassettes in any proxy mode.
+
+The ``request`` hook answers before mitmproxy contacts any server: a
+response set there means no upstream connection is opened, provided
+``connection_strategy`` is ``lazy`` (the default ``eager`` connects as soon
+as the client does — which ``baton replay`` sets for this reason). Misses
+get the near-miss report; in ``new_episodes`` and ``all`` they go upstream
+instead and are appended to the cassette, redacted like any recording.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from mitmproxy import ctx, exceptions, http
+
+from cassettes.errors import CassetteError, RedactionError
+from cassettes.model import Interaction
+from cassettes.reader import read_cassette
+from cassettes.redaction import RedactionRules, Redactor, load_or_create_key
+from cassettes.repair import backup_path
+from cassettes.writer import CassetteWriter
+from proxy.flows import interaction_from_flow, request_from_flow
+from replay.index import ExhaustedPolicy, Index, Miss
+from replay.matching import MatchConfig, SecretPolicy
+from replay.record_mode import RecordMode
+
+__all__ = ["Replayer", "flow_response"]
+
+logger = logging.getLogger(__name__)
+
+
+def flow_response(interaction: Interaction) -> http.Response:
+    """A mitmproxy response carrying the recorded one byte for byte."""
+    recorded = interaction.response
+    if recorded is None:
+        return http.Response.make(
+            502,
+            f"baton: recorded without a response: {interaction.error}\n",
+            {"Content-Type": "text/plain; charset=utf-8", "X-Baton-Recorded-Error": "1"},
+        )
+    # Built empty, then given the raw bytes: make() would re-encode a body
+    # whose headers say gzip.
+    response = http.Response.make(recorded.status)
+    response.http_version = (
+        "HTTP/1.1" if recorded.http_version.startswith("HTTP/2") else recorded.http_version
+    )
+    response.reason = recorded.reason or response.reason
+    response.headers = http.Headers(
+        [
+            (n.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))
+            for n, v in recorded.headers
+        ]
+    )
+    response.raw_content = recorded.body if recorded.body is not None else b""
+    if recorded.trailers:
+        response.trailers = http.Headers(
+            [
+                (n.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))
+                for n, v in recorded.trailers
+            ]
+        )
+    return response
+
+
+def miss_flow_response(miss: Miss, status: int) -> http.Response:
+    return http.Response.make(
+        status,
+        miss.report() + "\n",
+        {"Content-Type": "text/plain; charset=utf-8", "X-Baton-Miss": "1"},
+    )
+
+
+class Replayer:
+    """Serve interactions from ``baton_replay`` cassettes; forward and record per the record mode."""
+
+    def __init__(self) -> None:
+        self.index: Index | None = None
+        self._writer: CassetteWriter | None = None
+        self._mode = RecordMode.NONE
+        self.forwarded = 0
+        self.recorded = 0
+
+    def load(self, loader: object) -> None:
+        add = loader.add_option  # type: ignore[attr-defined]
+        add("baton_replay", Sequence[str], [], "Cassettes to answer from.")
+        add(
+            "baton_record_mode",
+            str,
+            RecordMode.NONE.value,
+            "none, once, new_episodes or all (VCR.py's meanings).",
+            choices=[m.value for m in RecordMode],
+        )
+        add("baton_match_on", Sequence[str], [], "Matchers making the key (default: all).")
+        add("baton_match_headers", Sequence[str], [], "Headers added to the match key.")
+        add("baton_ignore_query", Sequence[str], [], "Query names left out of the key.")
+        add("baton_ignore_fields", Sequence[str], [], "JSON paths left out of the key.")
+        add("baton_match_secrets", bool, False, "Match redacted values by their keyed hash.")
+        add(
+            "baton_on_exhausted",
+            str,
+            ExhaustedPolicy.REPEAT_LAST.value,
+            "When a request's recorded answers are used up: repeat-last or strict.",
+            choices=[p.value for p in ExhaustedPolicy],
+        )
+        add("baton_miss_status", int, 502, "Status of the answer to an unmatched request.")
+        add(
+            "baton_replay_address",
+            bool,
+            True,
+            "Match scheme, host and port (off in reverse mode, where they are baton's own).",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if not any(name.startswith("baton_") and name != "baton_cassette" for name in updated):
+            return
+        paths = [Path(p) for p in ctx.options.baton_replay]
+        if not paths:
+            self.index = None
+            return
+        self._mode = RecordMode(ctx.options.baton_record_mode)
+        try:
+            key = load_or_create_key()
+            secrets = SecretPolicy(
+                placeholder=Redactor(RedactionRules.build(), key).placeholder
+                if ctx.options.baton_match_secrets
+                else None
+            )
+            config = MatchConfig.build(
+                match_on=ctx.options.baton_match_on or None,
+                headers=ctx.options.baton_match_headers,
+                ignore_query=ctx.options.baton_ignore_query,
+                ignore_fields=ctx.options.baton_ignore_fields,
+                secrets=secrets,
+                address=ctx.options.baton_replay_address,
+            )
+            interactions: list[Interaction] = []
+            if self._mode is not RecordMode.ALL:
+                for path in paths:
+                    if self._mode is RecordMode.ONCE and not path.exists():
+                        continue
+                    interactions += read_cassette(path)
+            if self._mode is RecordMode.ONCE and not paths[0].exists():
+                self._mode = RecordMode.ALL
+            self.index = Index(interactions, config, ctx.options.baton_on_exhausted)
+            if self._mode is RecordMode.ALL and paths[0].exists():
+                backup = backup_path(paths[0])
+                paths[0].rename(backup)
+                logger.warning("baton: record mode all: the previous cassette is now %s", backup)
+            if self._mode in (RecordMode.NEW_EPISODES, RecordMode.ALL):
+                self._writer = CassetteWriter(
+                    paths[0],
+                    redactor=Redactor(RedactionRules.build(), key),
+                    meta={"recorded_with": "baton replay", "record_mode": self._mode.value},
+                )
+        except (CassetteError, RedactionError, ValueError) as exc:
+            raise exceptions.OptionsError(str(exc)) from exc
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        index = self.index
+        if index is None or flow.response is not None or self._mode is RecordMode.ALL:
+            if self._mode is RecordMode.ALL:
+                flow.metadata["baton_forward"] = True
+            return
+        forwarding = self._mode is RecordMode.NEW_EPISODES
+        result = index.lookup(request_from_flow(flow.request), forwarding=forwarding)
+        if isinstance(result, Miss):
+            if forwarding:
+                flow.metadata["baton_forward"] = True
+                return
+            logger.warning("%s", result.report())
+            flow.response = miss_flow_response(result, ctx.options.baton_miss_status)
+            return
+        flow.response = flow_response(result.interaction)
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        if not flow.metadata.get("baton_forward") or self._writer is None:
+            return
+        self.forwarded += 1
+        try:
+            stored = await self._writer.append_async(interaction_from_flow(flow))
+        except Exception as exc:  # fail open, as the recorder does
+            logger.error("baton: could not record %s: %s", flow.request.pretty_url, exc)
+            return
+        self.recorded += 1
+        if self.index is not None:
+            self.index.add(stored)
+
+    def done(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

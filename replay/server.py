@@ -1,0 +1,294 @@
+"""baton's own replay server: reverse mode over plain HTTP/1.1, without a proxy in the way.
+
+mitmproxy's per-request cost caps any addon near a thousand requests per
+second here, while a test suite hitting a stand-in service wants tens of
+thousands and a start in milliseconds. This server parses with httptools
+(uvicorn's parser), looks the request up in the same ``Index`` the mitmproxy
+``Replayer`` uses, and writes a response that was serialised once, when the
+cassette was loaded. Keep-alive and pipelining are honoured, responses go
+out in request order.
+
+What it writes is the recorded response: status, reason, headers in
+recorded order, body as recorded. Only framing is adjusted where HTTP/1.1
+needs it: a body recorded from a chunked response is sent as one chunk (the
+``Transfer-Encoding`` header stays as recorded), and a response recorded
+without any length (HTTP/2, or close-delimited) gets a ``Content-Length``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httptools
+
+from cassettes.model import Interaction, Request, Response, header_values
+from replay.index import Hit, Index, Miss
+
+__all__ = ["ReplayServer", "miss_response", "serialize_response"]
+
+logger = logging.getLogger(__name__)
+
+_NO_BODY_STATUSES = frozenset({204, 304}) | frozenset(range(100, 200))
+
+
+def _reason(status: int, recorded: str) -> str:
+    if recorded:
+        return recorded
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _wire(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def serialize_response(response: Response, *, head_only: bool = False) -> bytes:
+    """The HTTP/1.1 bytes of a recorded response, framed so a keep-alive client can read it."""
+    body = response.body or b""
+    headers = list(response.headers)
+    names = {name.lower() for name, _ in headers}
+    chunked = any(
+        "chunked" in value.lower() for value in header_values(response.headers, "transfer-encoding")
+    )
+    if response.body is None:
+        # Not captured at recording time: say so, and frame an empty body.
+        headers = [
+            (n, v) for n, v in headers if n.lower() not in ("content-length", "transfer-encoding")
+        ]
+        headers += [("Content-Length", "0"), ("X-Baton-Body-Not-Captured", "1")]
+        chunked = False
+    elif not chunked and "content-length" not in names and response.status not in _NO_BODY_STATUSES:
+        headers.append(("Content-Length", str(len(body))))
+    lines = [f"HTTP/1.1 {response.status} {_reason(response.status, response.reason)}"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    head = _wire("\r\n".join(lines)) + b"\r\n\r\n"
+    if head_only or response.status in _NO_BODY_STATUSES:
+        return head
+    if chunked:
+        framed = (b"%x\r\n" % len(body) + body + b"\r\n" if body else b"") + b"0\r\n\r\n"
+        return head + framed
+    return head + body
+
+
+def miss_response(miss: Miss, status: int) -> bytes:
+    """The answer to a request no recorded interaction matches: the near-miss report."""
+    body = (miss.report() + "\n").encode("utf-8")
+    return (
+        f"HTTP/1.1 {status} {_reason(status, '')}\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "X-Baton-Miss: 1\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def error_response(interaction: Interaction) -> bytes:
+    """The answer to a request whose recording got no response: a 502 naming the recorded error."""
+    body = f"baton: recorded without a response: {interaction.error}\n".encode()
+    return (
+        "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "X-Baton-Recorded-Error: 1\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    request: Request
+    keep_alive: bool
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse, look up, answer in order."""
+
+    def __init__(self, server: ReplayServer) -> None:
+        self._server = server
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._headers: list[tuple[str, str]] = []
+        self._body: list[bytes] = []
+        self._queue: deque[_Parsed] = deque()
+        self._worker: asyncio.Task[None] | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._server._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server._connections.discard(self)
+        if self._worker is not None:
+            self._worker.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._reply(b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\n\r\n", False)
+        except httptools.HttpParserError:
+            self._reply(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", False)
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._body = []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append(
+            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+        )
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        parsed = httptools.parse_url(self._url)
+        query = parsed.query.decode("utf-8", "surrogateescape") if parsed.query else ""
+        host, port = self._server.host, self._server.port
+        for name, value in self._headers:
+            if name.lower() == "host":
+                host, _, port_text = value.rpartition(":") if ":" in value else (value, "", "")
+                port = int(port_text) if port_text.isdigit() else self._server.port
+                break
+        request = Request(
+            method=self._parser.get_method().decode("ascii", "replace"),
+            scheme="http",
+            host=host,
+            port=port,
+            path=parsed.path.decode("utf-8", "surrogateescape") if parsed.path else "/",
+            query=tuple(parse_qsl(query, keep_blank_values=True)),
+            http_version=f"HTTP/{self._parser.get_http_version()}",
+            headers=tuple(self._headers),
+            body=b"".join(self._body),
+        )
+        item = _Parsed(request, self._parser.should_keep_alive())
+        if self._server.latency_scale is None and not self._queue:
+            self._answer(item)
+        else:
+            self._queue.append(item)
+            if self._worker is None or self._worker.done():
+                self._worker = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._queue:
+            item = self._queue[0]
+            delay = self._server.delay_for(item.request)
+            if delay:
+                await asyncio.sleep(delay)
+            self._queue.popleft()
+            self._answer(item)
+
+    def _answer(self, item: _Parsed) -> None:
+        self._reply(self._server.respond(item.request), item.keep_alive)
+
+    def _reply(self, data: bytes, keep_alive: bool) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(data)
+        if not keep_alive:
+            transport.close()
+
+
+class ReplayServer:
+    """Serve an ``Index`` on 127.0.0.1 (by default) until closed."""
+
+    def __init__(
+        self,
+        index: Index,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        miss_status: int = 502,
+        latency_scale: float | None = None,
+    ) -> None:
+        self.index = index
+        self.host = host
+        self.port = port
+        self.miss_status = miss_status
+        self.latency_scale = latency_scale
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[_Connection] = set()
+        # Serialised once, here: the hot path only looks up and writes.
+        self._responses: list[bytes | None] = [self._serialize(i) for i in index.interactions]
+        self._heads: dict[int, bytes] = {}
+
+    @staticmethod
+    def _serialize(interaction: Interaction) -> bytes:
+        if interaction.response is None:
+            return error_response(interaction)
+        return serialize_response(interaction.response)
+
+    def respond(self, request: Request) -> bytes:
+        """The bytes that answer ``request``: a recorded response, or the miss report."""
+        result = self.index.lookup(request)
+        if isinstance(result, Miss):
+            logger.warning("%s", result.report())
+            return miss_response(result, self.miss_status)
+        return self._bytes_for(result, head_only=request.method == "HEAD")
+
+    def _bytes_for(self, hit: Hit, *, head_only: bool) -> bytes:
+        number = hit.number
+        while number >= len(self._responses):
+            self._responses.append(None)
+        if head_only and hit.interaction.response is not None:
+            head = self._heads.get(number)
+            if head is None:
+                head = serialize_response(hit.interaction.response, head_only=True)
+                self._heads[number] = head
+            return head
+        data = self._responses[number]
+        if data is None:
+            data = self._serialize(hit.interaction)
+            self._responses[number] = data
+        return data
+
+    def delay_for(self, request: Request) -> float:
+        """Seconds to wait before answering, under ``--replay-latency``."""
+        if self.latency_scale is None:
+            return 0.0
+        # Peek without consuming: the real lookup happens when answering.
+        queue_hit = self.index.peek_duration(request)
+        return (queue_hit or 0.0) / 1000.0 * self.latency_scale
+
+    async def start(self) -> tuple[str, int]:
+        """Bind and start accepting; return the address actually bound."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self.host, self.port, backlog=1024, reuse_address=True
+        )
+        sock = self._server.sockets[0]
+        self.host, self.port = sock.getsockname()[:2]
+        return self.host, self.port
+
+    async def close(self) -> None:
+        """Stop accepting, close open connections."""
+        if self._server is not None:
+            self._server.close()
+            for connection in list(self._connections):
+                if connection._transport is not None:
+                    connection._transport.close()
+            await self._server.wait_closed()
+            self._server = None
+
+
+def install_fast_loop() -> Any:
+    """Use uvloop where it is installed; return the event loop policy in force."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return asyncio.get_event_loop_policy()
