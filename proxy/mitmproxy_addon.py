@@ -1,11 +1,15 @@
 """Load baton into a mitmproxy you already run.
 
-    mitmdump -s "$(baton addon-path)" --set baton_cassette=out.cassette
+    mitmdump -s "$(baton addon-path)" --set baton_cassette=out.cassette      # record
+    mitmdump -s "$(baton addon-path)" --set baton_replay=in.cassette \\
+             --set connection_strategy=lazy                                  # replay
 
 mitmproxy's script loader looks for a module-level ``addons`` list; without
-one a script silently does nothing.
+one a script silently does nothing. Each addon stays idle until its own
+option names a cassette.
 """
 
 from proxy.recorder import Recorder
+from proxy.replayer import Replayer
 
-addons = [Recorder()]
+addons = [Replayer(), Recorder()]

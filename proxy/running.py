@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -113,15 +114,20 @@ async def run_proxy(
     addons: Sequence[object],
     on_ready: Callable[[list[tuple[str, int]]], None],
     on_tick: Callable[[], None] | None = None,
+    on_master: Callable[[master.Master], None] | None = None,
 ) -> None:
     """Run mitmproxy until SIGINT or SIGTERM; raise ``ProxyStartupError`` if it cannot start.
 
     ``on_ready`` gets the bound addresses once the proxy listens; ``on_tick``,
-    if given, runs four times a second (for a live status line).
+    if given, runs four times a second (for a live status line); ``on_master``
+    receives the master, whose thread-safe ``shutdown()`` stops it from
+    another thread. Signals are handled only when running on the main thread.
     """
     loop = asyncio.get_running_loop()
     opts = options.Options()
     proxy = master.Master(opts, event_loop=loop)
+    if on_master is not None:
+        on_master(proxy)
     error_check = _ErrorCheck()
     try:
         proxy.addons.add(*mitm_addons.default_addons(), *addons, error_check, _Ready(on_ready))
@@ -138,7 +144,12 @@ async def run_proxy(
         except (exceptions.OptionsError, KeyError, TypeError, ValueError) as exc:
             raise ProxyStartupError(_one_line(str(exc).strip("'\""))) from exc
         await error_check.shutdown_if_errored()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        signals = (
+            (signal.SIGINT, signal.SIGTERM)
+            if threading.current_thread() is threading.main_thread()
+            else ()
+        )
+        for signum in signals:
             loop.add_signal_handler(signum, proxy.shutdown)
         ticker = None
         if on_tick is not None:
@@ -148,7 +159,7 @@ async def run_proxy(
         finally:
             if ticker is not None:
                 ticker.cancel()
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in signals:
                 loop.remove_signal_handler(signum)
     finally:
         error_check.finish()

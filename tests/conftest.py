@@ -10,6 +10,8 @@ import pytest
 
 from tests.processes import BatonProcess, TLSFiles, Upstream, start_baton, start_upstream
 
+pytest_plugins = ["pytester"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Keep tests away from the user's own redaction key and mitmproxy CA:

@@ -362,3 +362,93 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
         busy.close()
     assert result.returncode == 2 and "--listen-port" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_replay_latency_waits_the_recorded_duration(
+    baton: Callable[..., BatonProcess], echo: Upstream, tmp_path: Path
+) -> None:
+    cassette = tmp_path / "slow.cassette"
+
+    def send(url: str) -> None:
+        httpx.get(url + "/slow?ms=400", trust_env=False, timeout=30)
+
+    record(baton, cassette, echo, send)
+    (interaction,) = read_cassette(cassette)
+    assert interaction.duration_ms >= 400
+    plain = baton("replay", str(cassette), "--listen-port", "0")
+    slowed = baton("replay", str(cassette), "--listen-port", "0", "--replay-latency", "1.0")
+    with httpx.Client(trust_env=False, timeout=30) as client:
+        fast_answer = client.get(plain.url + "/slow?ms=400")
+        slow_answer = client.get(slowed.url + "/slow?ms=400")
+    assert fast_answer.content == slow_answer.content
+    # Not a timing assertion on baton's speed: the recorded 400 ms must be waited out.
+    assert slow_answer.elapsed.total_seconds() >= 0.4
+    assert plain.stop() == 0 and slowed.stop() == 0
+
+
+def test_the_replayer_loads_into_a_plain_mitmdump(
+    baton: Callable[..., BatonProcess], echo: Upstream, tmp_path: Path, mitm_confdir: Path
+) -> None:
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    cassette = tmp_path / "for-mitmdump.cassette"
+
+    def send(url: str) -> None:
+        httpx.get(url + "/echo?via=mitmdump", trust_env=False, timeout=30)
+
+    record(baton, cassette, echo, send)
+    recorded = read_cassette(cassette)[0].response.body
+    addon = run_baton(["addon-path"]).stdout.strip()
+    mitmdump = Path(sys.executable).with_name("mitmdump")
+    proc = subprocess.Popen(
+        [
+            str(mitmdump),
+            "-s",
+            addon,
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            "0",
+            "--set",
+            f"confdir={mitm_confdir}",
+            "--set",
+            f"baton_replay={cassette}",
+            "--set",
+            "connection_strategy=lazy",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    found: list[int] = []
+    listening = threading.Event()
+
+    def watch() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            match = re.search(rb"listening at .*?:(\d+)", raw)
+            if match and not found:
+                found.append(int(match.group(1)))
+                listening.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        assert listening.wait(30), "mitmdump did not start"
+        answer = httpx.get(
+            f"{echo.url}/echo?via=mitmdump",
+            proxy=f"http://127.0.0.1:{found[0]}",
+            trust_env=False,
+            timeout=30,
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        watcher.join(5)
+    assert answer.content == recorded
