@@ -120,15 +120,43 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+def rotating_paths_script(paths: Sequence[str], folder: Path) -> Path:
+    """A wrk Lua script that requests ``paths`` in turn."""
+    script = folder / "rotate.lua"
+    listed = ", ".join(json.dumps(p) for p in paths)
+    script.write_text(
+        f"local paths = {{{listed}}}\n"
+        "local i = 0\n"
+        "request = function()\n"
+        "  i = (i % #paths) + 1\n"
+        '  return wrk.format("GET", paths[i])\n'
+        "end\n"
+    )
+    return script
+
+
 def run_wrk(
-    url: str, seconds: int, connections: int = 32, threads: int = 2, pid: int | None = None
+    url: str,
+    seconds: int,
+    connections: int = 32,
+    threads: int = 2,
+    pid: int | None = None,
+    script: Path | None = None,
 ) -> WrkResult:
     """Load ``url`` with wrk; with ``pid``, also measure that process's CPU per request."""
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk (Debian)")
     cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            *(["-s", str(script)] if script else []),
+            url,
+        ],
         capture_output=True,
         text=True,
         timeout=seconds + 60,

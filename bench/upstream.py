@@ -23,8 +23,15 @@ HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(B
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
-    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-    await send({"type": "http.response.body", "body": BODY})
+    if scope["path"] == "/":
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        await send({"type": "http.response.body", "body": BODY})
+        return
+    # Any other path: an answer that names it, so replayers can be checked.
+    body = b'{"path": "%s", ' % scope["path"].encode() + BODY[1:]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 if __name__ == "__main__":

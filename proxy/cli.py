@@ -20,10 +20,11 @@ import click
 
 from cassettes.display import interaction_to_json, render_interaction
 from cassettes.errors import CassetteError, RedactionError
-from cassettes.reader import CassetteReader, read_cassette
+from cassettes.reader import CassetteReader
 from cassettes.repair import repair as repair_cassette
 from cassettes.writer import FsyncPolicy
-from replay.index import ExhaustedPolicy, Index
+from replay.index import ExhaustedPolicy
+from replay.options import ReplayOptions, recorded_origins
 from replay.record_mode import RecordMode
 
 __all__ = ["main"]
@@ -337,94 +338,33 @@ def replay(
     """
     _configure_logging(verbose, quiet)
     mode = RecordMode(record_mode)
-    matchers = [m.strip() for m in match_on.split(",") if m.strip()] if match_on else None
+    options = ReplayOptions(
+        match_on=[m.strip() for m in match_on.split(",") if m.strip()] if match_on else None,
+        match_headers=match_header,
+        ignore_query=ignore_query,
+        ignore_fields=ignore_field,
+        match_secrets=match_secrets,
+        on_exhausted=on_exhausted,
+        miss_status=miss_status,
+        record_mode=mode.value,
+    )
     for path in cassettes:
-        if not path.exists() and not (
-            mode in (RecordMode.ONCE, RecordMode.ALL) and path == cassettes[0]
-        ):
+        may_be_missing = mode in (RecordMode.ONCE, RecordMode.ALL) and path == cassettes[0]
+        if not path.exists() and not may_be_missing:
             raise InputError(f"{path}: no such file")
     replaying_only = mode is RecordMode.NONE or (mode is RecordMode.ONCE and cassettes[0].exists())
     reverse_plain = all(m == "reverse" or m.startswith("reverse:http://") for m in modes)
     if replaying_only and reverse_plain and not extra:
-        _replay_fast(
-            cassettes,
-            listen_host,
-            listen_port,
-            matchers,
-            match_header,
-            ignore_query,
-            ignore_field,
-            match_secrets,
-            on_exhausted,
-            miss_status,
-            replay_latency,
-            fail_on_miss,
-        )
-        return
-    _replay_mitmproxy(
-        cassettes,
-        modes,
-        listen_host,
-        listen_port,
-        mode,
-        matchers,
-        match_header,
-        ignore_query,
-        ignore_field,
-        match_secrets,
-        on_exhausted,
-        miss_status,
-        fail_on_miss,
-        extra,
-    )
-
-
-def _load_index(
-    cassettes: tuple[Path, ...],
-    matchers: list[str] | None,
-    match_header: tuple[str, ...],
-    ignore_query: tuple[str, ...],
-    ignore_field: tuple[str, ...],
-    match_secrets: bool,
-    on_exhausted: str,
-) -> Index:
-    from cassettes.redaction import RedactionRules, Redactor, load_or_create_key
-    from replay.matching import MatchConfig, SecretPolicy
-
-    with _user_errors():
-        placeholder = (
-            Redactor(RedactionRules.build(), load_or_create_key()).placeholder
-            if match_secrets
-            else None
-        )
-        try:
-            config = MatchConfig.build(
-                match_on=matchers,
-                headers=match_header,
-                ignore_query=ignore_query,
-                ignore_fields=ignore_field,
-                secrets=SecretPolicy(placeholder=placeholder),
-                address=False,
-            )
-        except ValueError as exc:
-            raise InputError(str(exc)) from exc
-        interactions = []
-        for path in cassettes:
-            interactions += read_cassette(path)
-    return Index(interactions, config, on_exhausted)
+        _replay_fast(cassettes, listen_host, listen_port, options, replay_latency, fail_on_miss)
+    else:
+        _replay_mitmproxy(cassettes, modes, listen_host, listen_port, options, fail_on_miss, extra)
 
 
 def _replay_fast(
     cassettes: tuple[Path, ...],
     listen_host: str,
     listen_port: int,
-    matchers: list[str] | None,
-    match_header: tuple[str, ...],
-    ignore_query: tuple[str, ...],
-    ignore_field: tuple[str, ...],
-    match_secrets: bool,
-    on_exhausted: str,
-    miss_status: int,
+    options: ReplayOptions,
     replay_latency: float | None,
     fail_on_miss: bool,
 ) -> None:
@@ -433,15 +373,17 @@ def _replay_fast(
     from proxy.status import format_address, plural, replay_summary
     from replay.server import ReplayServer, install_fast_loop
 
-    index = _load_index(
-        cassettes, matchers, match_header, ignore_query, ignore_field, match_secrets, on_exhausted
-    )
+    with _user_errors():
+        try:
+            index = options.load(cassettes, address=False)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
     install_fast_loop()
     server = ReplayServer(
         index,
         host=listen_host,
         port=listen_port,
-        miss_status=miss_status,
+        miss_status=options.miss_status,
         latency_scale=replay_latency,
     )
 
@@ -478,14 +420,7 @@ def _replay_mitmproxy(
     modes: tuple[str, ...],
     listen_host: str,
     listen_port: int,
-    mode: RecordMode,
-    matchers: list[str] | None,
-    match_header: tuple[str, ...],
-    ignore_query: tuple[str, ...],
-    ignore_field: tuple[str, ...],
-    match_secrets: bool,
-    on_exhausted: str,
-    miss_status: int,
+    options: ReplayOptions,
     fail_on_miss: bool,
     extra: tuple[str, ...],
 ) -> None:
@@ -493,7 +428,7 @@ def _replay_mitmproxy(
     from proxy.running import ProxySettings, ProxyStartupError, run_proxy
     from proxy.status import format_address, replay_summary
 
-    resolved = tuple(_reverse_target(cassettes, m) if m == "reverse" else m for m in modes)
+    resolved = tuple(_reverse_target(cassettes) if m == "reverse" else m for m in modes)
     reverse = all(m.startswith("reverse:") for m in resolved)
     settings = ProxySettings(
         modes=resolved,
@@ -503,16 +438,7 @@ def _replay_mitmproxy(
         options={
             # Answer in the request hook before any upstream connection exists.
             "connection_strategy": "lazy",
-            "baton_record_mode": mode.value,
-            "baton_match_on": matchers or [],
-            "baton_match_headers": list(match_header),
-            "baton_ignore_query": list(ignore_query),
-            "baton_ignore_fields": list(ignore_field),
-            "baton_match_secrets": match_secrets,
-            "baton_on_exhausted": on_exhausted,
-            "baton_miss_status": miss_status,
-            "baton_replay_address": not reverse,
-            "baton_replay": [str(p) for p in cassettes],
+            **options.addon_options(cassettes, address=not reverse),
         },
     )
     replayer = Replayer()
@@ -522,7 +448,8 @@ def _replay_mitmproxy(
         count = len(replayer.index) if replayer.index is not None else 0
         click.echo(
             f"baton: replaying {count} interactions from {', '.join(map(str, cassettes))}; "
-            f"listening on {where} (mitmproxy path: {', '.join(resolved)}; record mode {mode})",
+            f"listening on {where} (mitmproxy path: {', '.join(resolved)}; "
+            f"record mode {options.record_mode})",
             err=True,
         )
 
@@ -544,15 +471,10 @@ def _replay_mitmproxy(
             sys.exit(1)
 
 
-def _reverse_target(cassettes: tuple[Path, ...], mode: str) -> str:
+def _reverse_target(cassettes: tuple[Path, ...]) -> str:
     """``reverse`` alone names no upstream; take the cassettes' one recorded host."""
     with _user_errors():
-        origins = {
-            f"{i.request.scheme}://{i.request.authority}"
-            for path in cassettes
-            if path.exists()
-            for i in read_cassette(path)
-        }
+        origins = recorded_origins(cassettes)
     if len(origins) != 1:
         found = ", ".join(sorted(origins)) or "none"
         raise InputError(

@@ -27,10 +27,8 @@ from typing import Any
 
 import pytest
 
-from cassettes.reader import read_cassette
-from cassettes.redaction import RedactionRules, Redactor, load_or_create_key
 from replay.index import Index
-from replay.matching import MatchConfig, SecretPolicy
+from replay.options import ReplayOptions, recorded_origins
 from replay.record_mode import RecordMode
 
 __all__ = ["BatonReplay"]
@@ -80,13 +78,13 @@ class BatonReplay:
         self,
         cassettes: list[Path],
         record_mode: RecordMode,
-        match: dict[str, Any],
+        options: ReplayOptions,
         confdir: Path,
         upstream: str | None,
     ) -> None:
         self.cassettes = cassettes
         self.record_mode = record_mode
-        self._match = match
+        self._options = options
         self._confdir = confdir
         self._upstream = upstream
         self._fast: tuple[_Thread, Any] | None = None
@@ -103,7 +101,7 @@ class BatonReplay:
         if self._fast is None:
             from replay.server import ReplayServer
 
-            self.index = self._load_index(address=False)
+            self.index = self._options.load(self.cassettes, address=False)
             runner = _Thread("baton-replay")
             server = ReplayServer(self.index)
             runner.run(server.start())
@@ -157,34 +155,13 @@ class BatonReplay:
     def _upstream_url(self) -> str:
         if self._upstream:
             return self._upstream
-        origins = {
-            f"{i.request.scheme}://{i.request.authority}"
-            for path in self.cassettes
-            if path.exists()
-            for i in read_cassette(path)
-        }
+        origins = recorded_origins(self.cassettes)
         if len(origins) != 1:
             raise pytest.UsageError(
                 "baton: recording needs the real service's address: "
                 "@pytest.mark.baton(..., upstream='http://host:port')"
             )
         return origins.pop()
-
-    def _load_index(self, *, address: bool) -> Index:
-        match = self._match
-        placeholder = None
-        if match.get("match_secrets"):
-            placeholder = Redactor(RedactionRules.build(), load_or_create_key()).placeholder
-        config = MatchConfig.build(
-            match_on=match.get("match_on"),
-            headers=match.get("match_headers", ()),
-            ignore_query=match.get("ignore_query", ()),
-            ignore_fields=match.get("ignore_fields", ()),
-            secrets=SecretPolicy(placeholder=placeholder),
-            address=address,
-        )
-        interactions = [i for path in self.cassettes if path.exists() for i in read_cassette(path)]
-        return Index(interactions, config, match.get("on_exhausted", "repeat-last"))
 
     def _start_proxy(self, mode: str) -> str:
         started = self._proxies.get(mode)
@@ -194,7 +171,6 @@ class BatonReplay:
         from proxy.running import ProxySettings, run_proxy
 
         replayer = Replayer()
-        match = self._match
         settings = ProxySettings(
             modes=(mode,),
             listen_host="127.0.0.1",
@@ -202,15 +178,10 @@ class BatonReplay:
             options={
                 "connection_strategy": "lazy",
                 "confdir": str(self._confdir),
+                **self._options.addon_options(
+                    self.cassettes, address=not mode.startswith("reverse:")
+                ),
                 "baton_record_mode": self.record_mode.value,
-                "baton_match_on": list(match.get("match_on") or []),
-                "baton_match_headers": list(match.get("match_headers", ())),
-                "baton_ignore_query": list(match.get("ignore_query", ())),
-                "baton_ignore_fields": list(match.get("ignore_fields", ())),
-                "baton_match_secrets": bool(match.get("match_secrets")),
-                "baton_on_exhausted": match.get("on_exhausted", "repeat-last"),
-                "baton_replay_address": not mode.startswith("reverse:"),
-                "baton_replay": [str(p) for p in self.cassettes],
             },
         )
         ready = threading.Event()
@@ -280,7 +251,11 @@ def baton_replay(request: pytest.FixtureRequest, _baton_confdir: Path) -> Iterat
         if not path.exists() and mode in (RecordMode.NONE, RecordMode.NEW_EPISODES):
             raise pytest.UsageError(f"baton: {path}: no such cassette (record mode {mode})")
     handle = BatonReplay(
-        cassettes, mode, dict(marker.kwargs), _baton_confdir, marker.kwargs.get("upstream")
+        cassettes,
+        mode,
+        ReplayOptions.from_marker(dict(marker.kwargs)),
+        _baton_confdir,
+        marker.kwargs.get("upstream"),
     )
     request.node._baton_replay = handle
     try:

@@ -18,13 +18,12 @@ from mitmproxy import ctx, exceptions, http
 
 from cassettes.errors import CassetteError, RedactionError
 from cassettes.model import Interaction
-from cassettes.reader import read_cassette
 from cassettes.redaction import RedactionRules, Redactor, load_or_create_key
 from cassettes.repair import backup_path
 from cassettes.writer import CassetteWriter
 from proxy.flows import interaction_from_flow, request_from_flow
 from replay.index import ExhaustedPolicy, Index, Miss
-from replay.matching import MatchConfig, SecretPolicy
+from replay.options import ReplayOptions
 from replay.record_mode import RecordMode
 
 __all__ = ["Replayer", "flow_response"]
@@ -121,30 +120,19 @@ class Replayer:
             self.index = None
             return
         self._mode = RecordMode(ctx.options.baton_record_mode)
+        options = ReplayOptions(
+            match_on=ctx.options.baton_match_on or None,
+            match_headers=ctx.options.baton_match_headers,
+            ignore_query=ctx.options.baton_ignore_query,
+            ignore_fields=ctx.options.baton_ignore_fields,
+            match_secrets=ctx.options.baton_match_secrets,
+            on_exhausted=ctx.options.baton_on_exhausted,
+        )
         try:
-            key = load_or_create_key()
-            secrets = SecretPolicy(
-                placeholder=Redactor(RedactionRules.build(), key).placeholder
-                if ctx.options.baton_match_secrets
-                else None
-            )
-            config = MatchConfig.build(
-                match_on=ctx.options.baton_match_on or None,
-                headers=ctx.options.baton_match_headers,
-                ignore_query=ctx.options.baton_ignore_query,
-                ignore_fields=ctx.options.baton_ignore_fields,
-                secrets=secrets,
-                address=ctx.options.baton_replay_address,
-            )
-            interactions: list[Interaction] = []
-            if self._mode is not RecordMode.ALL:
-                for path in paths:
-                    if self._mode is RecordMode.ONCE and not path.exists():
-                        continue
-                    interactions += read_cassette(path)
             if self._mode is RecordMode.ONCE and not paths[0].exists():
                 self._mode = RecordMode.ALL
-            self.index = Index(interactions, config, ctx.options.baton_on_exhausted)
+            replaying = [] if self._mode is RecordMode.ALL else paths
+            self.index = options.load(replaying, address=ctx.options.baton_replay_address)
             if self._mode is RecordMode.ALL and paths[0].exists():
                 backup = backup_path(paths[0])
                 paths[0].rename(backup)
@@ -152,7 +140,7 @@ class Replayer:
             if self._mode in (RecordMode.NEW_EPISODES, RecordMode.ALL):
                 self._writer = CassetteWriter(
                     paths[0],
-                    redactor=Redactor(RedactionRules.build(), key),
+                    redactor=Redactor(RedactionRules.build(), load_or_create_key()),
                     meta={"recorded_with": "baton replay", "record_mode": self._mode.value},
                 )
         except (CassetteError, RedactionError, ValueError) as exc:

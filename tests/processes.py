@@ -174,3 +174,53 @@ def run_baton(
         timeout=timeout,
         **kwargs,  # type: ignore[call-overload]
     )
+
+
+def unused_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return int(port)
+
+
+@dataclass
+class Mitmdump:
+    """A plain ``mitmdump`` process, for the addon loaded with ``-s``."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    reader: threading.Thread
+
+    def stop(self) -> None:
+        _stop(self.proc, 15)
+        self.reader.join(5)
+
+
+def start_mitmdump(args: list[str], timeout: float = 30.0) -> Mitmdump:
+    """Run the interpreter's own ``mitmdump ARGS`` on an ephemeral port; wait until it listens."""
+    mitmdump = Path(sys.executable).with_name("mitmdump")
+    proc = subprocess.Popen(
+        [str(mitmdump), "--listen-host", "127.0.0.1", "--listen-port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    found: list[int] = []
+    listening = threading.Event()
+
+    def watch() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            match = re.search(rb"listening at .*?:(\d+)", raw)
+            if match and not found:
+                found.append(int(match.group(1)))
+                listening.set()
+        listening.set()
+
+    reader = threading.Thread(target=watch, daemon=True)
+    reader.start()
+    if not listening.wait(timeout) or not found:
+        _stop(proc)
+        raise RuntimeError("mitmdump did not start listening")
+    return Mitmdump(proc, found[0], reader)

@@ -6,9 +6,6 @@ import json
 import re
 import resource
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -18,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from cassettes import CassetteReader, read_cassette
-from tests.processes import BatonProcess, Upstream, run_baton
+from tests.processes import BatonProcess, Upstream, run_baton, start_mitmdump, unused_port
 
 
 def reverse(
@@ -162,10 +159,7 @@ def test_a_full_disk_does_not_break_the_traffic(
 def test_an_unreachable_upstream_is_recorded_with_its_error(
     baton: Callable[..., BatonProcess], tmp_path: Path
 ) -> None:
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    dead_port = probe.getsockname()[1]
-    probe.close()
+    dead_port = unused_port()
     cassette = tmp_path / "dead.cassette"
     recorder = reverse(baton, cassette, f"http://127.0.0.1:{dead_port}")
     response = httpx.get(recorder.url + "/orders?id=7", trust_env=False, timeout=30)
@@ -185,10 +179,7 @@ def test_an_unreachable_upstream_is_recorded_with_its_error(
 def test_regular_mode_records_a_refused_connection_too(
     baton: Callable[..., BatonProcess], tmp_path: Path
 ) -> None:
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    dead_port = probe.getsockname()[1]
-    probe.close()
+    dead_port = unused_port()
     cassette = tmp_path / "dead-regular.cassette"
     recorder = baton("record", "-o", str(cassette), "--listen-port", "0")
     response = httpx.get(
@@ -238,58 +229,28 @@ def test_the_addon_loads_into_a_plain_mitmdump(
 ) -> None:
     cassette = tmp_path / "mitmdump.cassette"
     addon = run_baton(["addon-path"]).stdout.strip()
-    mitmdump = Path(sys.executable).with_name("mitmdump")
-    proc = subprocess.Popen(
+    mitmdump = start_mitmdump(
         [
-            str(mitmdump),
             "-s",
             addon,
             "--mode",
             f"reverse:{echo.url}",
-            "--listen-host",
-            "127.0.0.1",
-            "--listen-port",
-            "0",
             "--set",
             f"confdir={mitm_confdir}",
             "--set",
             f"baton_cassette={cassette}",
-            "--set",
-            "flow_detail=0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        ]
     )
-    found: list[int] = []
-    listening = threading.Event()
-
-    def watch() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            match = re.search(rb"listening at .*?:(\d+)", raw)
-            if match and not found:
-                found.append(int(match.group(1)))
-                listening.set()
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
     try:
-        assert listening.wait(30), "mitmdump did not start"
         response = httpx.get(
-            f"http://127.0.0.1:{found[0]}/echo?via=mitmdump",
+            f"http://127.0.0.1:{mitmdump.port}/echo?via=mitmdump",
             headers={"Authorization": "Bearer mitmdump-secret-1"},
             trust_env=False,
             timeout=30,
         )
         assert response.status_code == 200
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        watcher.join(5)
+        mitmdump.stop()
     (interaction,) = read_cassette(cassette)
     assert interaction.request.query == (("via", "mitmdump"),)
     assert b"mitmdump-secret-1" not in cassette.read_bytes()

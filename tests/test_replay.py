@@ -13,7 +13,15 @@ import httpx
 import pytest
 
 from cassettes import read_cassette
-from tests.processes import BatonProcess, TLSFiles, Upstream, run_baton, start_upstream, trusting
+from tests.processes import (
+    BatonProcess,
+    TLSFiles,
+    Upstream,
+    run_baton,
+    start_mitmdump,
+    start_upstream,
+    trusting,
+)
 
 PATHS = [
     "/get?b=2&a=1",
@@ -389,11 +397,6 @@ def test_replay_latency_waits_the_recorded_duration(
 def test_the_replayer_loads_into_a_plain_mitmdump(
     baton: Callable[..., BatonProcess], echo: Upstream, tmp_path: Path, mitm_confdir: Path
 ) -> None:
-    import re
-    import signal
-    import subprocess
-    import sys
-
     cassette = tmp_path / "for-mitmdump.cassette"
 
     def send(url: str) -> None:
@@ -402,53 +405,25 @@ def test_the_replayer_loads_into_a_plain_mitmdump(
     record(baton, cassette, echo, send)
     recorded = read_cassette(cassette)[0].response.body
     addon = run_baton(["addon-path"]).stdout.strip()
-    mitmdump = Path(sys.executable).with_name("mitmdump")
-    proc = subprocess.Popen(
+    mitmdump = start_mitmdump(
         [
-            str(mitmdump),
             "-s",
             addon,
-            "--listen-host",
-            "127.0.0.1",
-            "--listen-port",
-            "0",
             "--set",
             f"confdir={mitm_confdir}",
             "--set",
             f"baton_replay={cassette}",
             "--set",
             "connection_strategy=lazy",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        ]
     )
-    found: list[int] = []
-    listening = threading.Event()
-
-    def watch() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            match = re.search(rb"listening at .*?:(\d+)", raw)
-            if match and not found:
-                found.append(int(match.group(1)))
-                listening.set()
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
     try:
-        assert listening.wait(30), "mitmdump did not start"
         answer = httpx.get(
             f"{echo.url}/echo?via=mitmdump",
-            proxy=f"http://127.0.0.1:{found[0]}",
+            proxy=f"http://127.0.0.1:{mitmdump.port}",
             trust_env=False,
             timeout=30,
         )
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        watcher.join(5)
+        mitmdump.stop()
     assert answer.content == recorded

@@ -1,0 +1,87 @@
+"""The user's replay choices, in one value shared by the CLI, the pytest plugin and the addon."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cassettes.model import Interaction
+from cassettes.reader import read_cassette
+from cassettes.redaction import RedactionRules, Redactor, load_or_create_key
+from replay.index import ExhaustedPolicy, Index
+from replay.matching import MatchConfig, SecretPolicy
+from replay.record_mode import RecordMode
+
+__all__ = ["ReplayOptions", "recorded_origins"]
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """How requests are matched and what a miss or a used-up queue does."""
+
+    match_on: Sequence[str] | None = None
+    match_headers: Sequence[str] = ()
+    ignore_query: Sequence[str] = ()
+    ignore_fields: Sequence[str] = ()
+    match_secrets: bool = False
+    on_exhausted: str = ExhaustedPolicy.REPEAT_LAST.value
+    miss_status: int = 502
+    record_mode: str = RecordMode.NONE.value
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_marker(cls, kwargs: dict[str, Any]) -> ReplayOptions:
+        """From ``@pytest.mark.baton(...)`` keyword arguments."""
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        values = {k: v for k, v in kwargs.items() if k in known and v is not None}
+        return cls(**values, extra={k: v for k, v in kwargs.items() if k not in known})
+
+    def match_config(self, *, address: bool) -> MatchConfig:
+        """The ``MatchConfig``; ``address=False`` in reverse mode. Raises ``ValueError``."""
+        placeholder = None
+        if self.match_secrets:
+            placeholder = Redactor(RedactionRules.build(), load_or_create_key()).placeholder
+        return MatchConfig.build(
+            match_on=list(self.match_on) if self.match_on else None,
+            headers=self.match_headers,
+            ignore_query=self.ignore_query,
+            ignore_fields=self.ignore_fields,
+            secrets=SecretPolicy(placeholder=placeholder),
+            address=address,
+        )
+
+    def index(self, interactions: Iterable[Interaction], *, address: bool) -> Index:
+        """An ``Index`` over ``interactions`` under these options."""
+        return Index(interactions, self.match_config(address=address), self.on_exhausted)
+
+    def load(self, cassettes: Iterable[Path], *, address: bool) -> Index:
+        """Read the cassettes that exist and index them, in the order given."""
+        interactions = [i for path in cassettes if path.exists() for i in read_cassette(path)]
+        return self.index(interactions, address=address)
+
+    def addon_options(self, cassettes: Iterable[Path], *, address: bool) -> dict[str, Any]:
+        """The ``baton_*`` options of the mitmproxy ``Replayer`` for these choices."""
+        return {
+            "baton_record_mode": self.record_mode,
+            "baton_match_on": list(self.match_on or []),
+            "baton_match_headers": list(self.match_headers),
+            "baton_ignore_query": list(self.ignore_query),
+            "baton_ignore_fields": list(self.ignore_fields),
+            "baton_match_secrets": self.match_secrets,
+            "baton_on_exhausted": self.on_exhausted,
+            "baton_miss_status": self.miss_status,
+            "baton_replay_address": address,
+            "baton_replay": [str(p) for p in cassettes],
+        }
+
+
+def recorded_origins(cassettes: Iterable[Path]) -> set[str]:
+    """``scheme://host[:port]`` of every request in the cassettes that exist."""
+    return {
+        f"{i.request.scheme}://{i.request.authority}"
+        for path in cassettes
+        if path.exists()
+        for i in read_cassette(path)
+    }
