@@ -427,3 +427,48 @@ def test_the_replayer_loads_into_a_plain_mitmdump(
     finally:
         mitmdump.stop()
     assert answer.content == recorded
+
+
+def test_once_records_when_the_cassette_is_missing_then_only_replays(
+    baton: Callable[..., BatonProcess], echo: Upstream, tmp_path: Path, mitm_confdir: Path
+) -> None:
+    cassette = tmp_path / "once.cassette"
+    first = baton(
+        "replay",
+        str(cassette),
+        "--record-mode",
+        "once",
+        "--mode",
+        f"reverse:{echo.url}",
+        "--listen-port",
+        "0",
+        "--set",
+        f"confdir={mitm_confdir}",
+    )
+    recorded = httpx.get(first.url + "/echo?k=1", trust_env=False, timeout=30).json()["seq"]
+    assert first.stop() == 0
+    assert len(read_cassette(cassette)) == 1
+
+    second = baton("replay", str(cassette), "--record-mode", "once", "--listen-port", "0")
+    assert "fast path" in second.output  # the cassette exists: replay only
+    assert (
+        httpx.get(second.url + "/echo?k=1", trust_env=False, timeout=30).json()["seq"] == recorded
+    )
+    assert httpx.get(second.url + "/echo?k=2", trust_env=False, timeout=30).status_code == 502
+    assert second.stop() == 0
+    assert len(read_cassette(cassette)) == 1
+
+
+def test_several_cassettes_are_served_together(
+    baton: Callable[..., BatonProcess], echo: Upstream, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "a.cassette", tmp_path / "b.cassette"
+    record(baton, first, echo, lambda url: httpx.get(url + "/echo?from=a", trust_env=False))
+    record(baton, second, echo, lambda url: httpx.get(url + "/echo?from=b", trust_env=False))
+    replayer = baton("replay", str(first), str(second), "--listen-port", "0")
+    assert "replaying 2 interactions" in replayer.output
+    for name in ("a", "b"):
+        answer = httpx.get(f"{replayer.url}/echo?from={name}", trust_env=False, timeout=30)
+        assert answer.json()["query"] == {"from": name}
+    assert replayer.stop() == 0
+    assert "2 hits, 0 misses, 0 of 2 recorded interactions unused" in replayer.output
