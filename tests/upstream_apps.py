@@ -79,9 +79,67 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+def shop_app(version: int) -> Any:
+    """A product service in two versions, for drift tests.
+
+    v2 against v1: ``stock`` removed, ``price`` became a string, ``currency``
+    added, ``/legacy`` answers 410 instead of 200, the gzip and brotli
+    catalogues changed a value; every answer carries a fresh timestamp and
+    request id, in both versions. ``/slow`` takes 3 s in v2.
+    """
+    import gzip
+    import uuid
+
+    import brotli
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await _body(receive)
+        path, method = scope["path"], scope["method"]
+        status, content_type, headers = 200, b"application/json", []
+        stamp = {"generated_at": time.time(), "request_id": str(uuid.uuid4())}
+        if path.startswith("/products/"):
+            product_id = int(path.rsplit("/", 1)[1])
+            item: dict[str, Any] = {"id": product_id, "name": f"product {product_id}"}
+            if version == 1:
+                item |= {"price": 10.0 + product_id, "stock": product_id * 3}
+            else:
+                item |= {"price": f"{10.0 + product_id:.2f}", "currency": "EUR"}
+            payload = json.dumps(item | stamp).encode()
+        elif path == "/legacy":
+            status = 200 if version == 1 else 410
+            payload = json.dumps({"legacy": True} | stamp).encode()
+        elif path in ("/catalog.gz", "/catalog.br"):
+            payload = json.dumps({"catalog": {"size": 3 if version == 1 else 4}} | stamp).encode()
+            coding = b"gzip" if path.endswith("gz") else b"br"
+            payload = gzip.compress(payload) if coding == b"gzip" else brotli.compress(payload)
+            headers.append((b"content-encoding", coding))
+        elif path == "/about":
+            content_type = b"text/plain; charset=utf-8"
+            payload = b"shop\nversion %d\nserved at %f\n" % (version, time.time())
+        elif path == "/slow":
+            await asyncio.sleep(3 if version == 2 else 0)
+            payload = json.dumps({"slow": True}).encode()
+        elif path == "/orders" and method == "POST":
+            status = 201
+            payload = json.dumps({"order": 1} | stamp).encode()
+        else:
+            status, payload = 404, b'{"error": "not found"}'
+        headers += [
+            (b"content-type", content_type),
+            (b"content-length", b"%d" % len(payload)),
+            (b"x-request-id", stamp["request_id"].encode()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    return app
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("app", choices=["httpbin", "echo"])
+    parser.add_argument("app", choices=["httpbin", "echo", "shop-v1", "shop-v2"])
     parser.add_argument("fd", type=int)
     parser.add_argument("--cert")
     parser.add_argument("--key")
@@ -103,6 +161,8 @@ def main() -> None:
         from httpbin import app as httpbin_app
 
         asyncio.run(serve(httpbin_app, config, mode="wsgi"))
+    elif args.app.startswith("shop-v"):
+        asyncio.run(serve(shop_app(int(args.app[-1])), config, mode="asgi"))
     else:
         asyncio.run(serve(echo_app, config, mode="asgi"))
 

@@ -1,0 +1,441 @@
+"""Drift: hold a new build (or a new recording) to what was recorded.
+
+``diff_against_target`` re-sends the recorded requests to a candidate build —
+concurrently, with the memory held to the requests in flight — and compares
+each answer with the recorded one; ``diff_cassettes`` pairs two recordings by
+the replay match key, with no network at all. Both produce a ``DriftReport``
+whose gate decides the exit code CI sees.
+
+Secrets: a recorded request carries placeholders where its credentials were.
+They are never sent: a header is replaced by the value the user supplies
+(``--header`` or ``BATON_HEADER_<NAME>``), and a request that would still
+carry a placeholder is left out, with the reason in the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import os
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+
+from cassettes.model import Interaction, Request, Response
+from cassettes.redaction import PLACEHOLDER_PATTERN
+from replay.comparison import (
+    Change,
+    DriftClass,
+    NoiseRules,
+    compare_responses,
+    endpoint_of,
+    locations_that_differ,
+)
+from replay.index import Hit, Index
+from replay.matching import MatchConfig
+
+__all__ = [
+    "DriftError",
+    "DriftReport",
+    "Outcome",
+    "diff_against_target",
+    "diff_cassettes",
+    "gate_includes",
+]
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+_NOT_FORWARDED = frozenset(
+    {
+        "host",
+        "content-length",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-connection",
+        "te",
+        "trailer",
+    }
+)
+_SEVERITY = {
+    DriftClass.BREAKING: 3,
+    DriftClass.ADDITIVE: 2,
+    DriftClass.VALUE: 1,
+    DriftClass.NOISE: 0,
+}
+
+
+class DriftError(Exception):
+    """The diff cannot run: the target is unreachable, or the input is unusable."""
+
+
+def gate_includes(drift: DriftClass, fail_on: DriftClass) -> bool:
+    """True when a change of class ``drift`` fails a gate set to ``fail_on``."""
+    return drift is not DriftClass.NOISE and _SEVERITY[drift] >= _SEVERITY[fail_on]
+
+
+@dataclass
+class Outcome:
+    """What happened to one recorded interaction."""
+
+    number: int
+    interaction_id: str
+    method: str
+    target: str
+    endpoint: str
+    outcome: str
+    """``compared``, ``skipped``, ``only-in-old`` or ``only-in-new``."""
+    recorded_status: int | None = None
+    new_status: int | None = None
+    changes: list[Change] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass
+class DriftReport:
+    """Every outcome, and the gate that turns them into an exit code."""
+
+    source: str
+    target: str
+    fail_on: DriftClass = DriftClass.BREAKING
+    outcomes: list[Outcome] = field(default_factory=list)
+    learned_noise: NoiseRules | None = None
+
+    def counts(self) -> dict[str, int]:
+        out = {c.value: 0 for c in DriftClass}
+        for outcome in self.outcomes:
+            for change in outcome.changes:
+                out[change.drift.value] += 1
+        return out
+
+    def outcome_counts(self) -> dict[str, int]:
+        out = {"compared": 0, "skipped": 0, "only-in-old": 0, "only-in-new": 0}
+        for outcome in self.outcomes:
+            out[outcome.outcome] = out.get(outcome.outcome, 0) + 1
+        return out
+
+    def gated(self) -> list[tuple[Outcome, Change]]:
+        """The changes that fail the gate."""
+        found = [
+            (outcome, change)
+            for outcome in self.outcomes
+            for change in outcome.changes
+            if gate_includes(change.drift, self.fail_on)
+        ]
+        return found
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.gated() else 0
+
+    def endpoints(self) -> dict[str, list[Outcome]]:
+        grouped: dict[str, list[Outcome]] = {}
+        for outcome in self.outcomes:
+            grouped.setdefault(outcome.endpoint, []).append(outcome)
+        return grouped
+
+
+def _selected(interaction: Interaction, only: Iterable[str]) -> bool:
+    patterns = list(only)
+    if not patterns:
+        return True
+    request = interaction.request
+    endpoint = endpoint_of(request.method, request.path)
+    candidates = (endpoint, request.path, f"{request.method.upper()} {request.path}")
+    return any(fnmatch.fnmatchcase(c, p) for p in patterns for c in candidates)
+
+
+def _outcome(number: int, interaction: Interaction, outcome: str, **kwargs: Any) -> Outcome:
+    request = interaction.request
+    return Outcome(
+        number=number,
+        interaction_id=interaction.id,
+        method=request.method,
+        target=request.target,
+        endpoint=endpoint_of(request.method, request.path),
+        outcome=outcome,
+        recorded_status=interaction.response.status if interaction.response else None,
+        **kwargs,
+    )
+
+
+# -- against a live target ----------------------------------------------------------
+
+
+def supplied_headers(
+    cli_headers: Iterable[str], environ: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Header values that replace recorded ones: ``BATON_HEADER_X_API_KEY`` then ``--header``.
+
+    Raises ``DriftError`` for a ``--header`` without a colon.
+    """
+    source: Mapping[str, str] = os.environ if environ is None else environ
+    out: dict[str, str] = {}
+    for key, value in source.items():
+        if key.startswith("BATON_HEADER_") and len(key) > len("BATON_HEADER_"):
+            out[key[len("BATON_HEADER_") :].replace("_", "-").lower()] = value
+    for item in cli_headers:
+        name, colon, value = item.partition(":")
+        if not colon or not name.strip():
+            raise DriftError(f"--header {item!r}: write it as NAME:VALUE")
+        out[name.strip().lower()] = value.strip()
+    return out
+
+
+def outgoing_request(
+    request: Request, target: str, supplied: dict[str, str]
+) -> tuple[httpx.Request | None, str]:
+    """The request to send to ``target``, or None and why it cannot be sent safely."""
+    headers: list[tuple[str, str]] = []
+    dropped = []
+    for name, value in request.headers:
+        lowered = name.lower()
+        if lowered in _NOT_FORWARDED or lowered.startswith(":"):
+            continue
+        if lowered in supplied:
+            continue
+        if PLACEHOLDER_PATTERN.search(value):
+            dropped.append(lowered)
+            continue
+        headers.append((name, value))
+    headers += [(name, value) for name, value in supplied.items()]
+    if any(PLACEHOLDER_PATTERN.search(v) for _, v in request.query):
+        return None, "its query holds a redacted secret; nothing to send in its place"
+    if request.body and PLACEHOLDER_PATTERN.search(request.body.decode("latin-1")):
+        return None, "its body holds a redacted secret; nothing to send in its place"
+    url = target.rstrip("/") + request.path
+    if request.query:
+        url += "?" + urlencode(list(request.query))
+    note = ""
+    if dropped:
+        note = (
+            f"redacted header(s) {', '.join(sorted(set(dropped)))} not sent; "
+            "supply them with --header NAME:VALUE or BATON_HEADER_<NAME>"
+        )
+    return httpx.Request(request.method, url, headers=headers, content=request.body or b""), note
+
+
+async def _fetch(client: httpx.AsyncClient, request: httpx.Request) -> Response:
+    response = await client.send(request, stream=True)
+    try:
+        body = b"".join([chunk async for chunk in response.aiter_raw()])
+    finally:
+        await response.aclose()
+    headers = tuple(
+        (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+        for k, v in response.headers.raw
+    )
+    return Response(
+        status=response.status_code,
+        reason=response.reason_phrase,
+        http_version=response.http_version,
+        headers=headers,
+        body=body,
+    )
+
+
+async def check_reachable(target: str, timeout: float) -> None:
+    """Raise ``DriftError`` unless a TCP connection to ``target`` can be opened."""
+    parts = urlsplit(target)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DriftError(f"--target {target!r}: give a URL such as http://127.0.0.1:8000")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout)
+    except (OSError, TimeoutError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise DriftError(
+            f"target {target} is unreachable ({reason}); start the build to test, or fix --target"
+        ) from exc
+    writer.close()
+
+
+async def diff_against_target(
+    interactions: Iterable[Interaction],
+    target: str,
+    *,
+    source: str = "",
+    concurrency: int = 32,
+    timeout: float = 10.0,
+    supplied: dict[str, str] | None = None,
+    only: Iterable[str] = (),
+    allow_side_effects: bool = False,
+    rules: NoiseRules | None = None,
+    learn_noise: bool = False,
+    reference: str | None = None,
+    fail_on: DriftClass = DriftClass.BREAKING,
+    progress: Callable[[int], None] | None = None,
+) -> DriftReport:
+    """Re-send each recorded request to ``target`` and compare the answers.
+
+    With ``learn_noise`` each request also goes twice to ``reference`` (the
+    target itself by default) and every location where those two answers
+    differ becomes noise for its endpoint.
+    """
+    await check_reachable(target, timeout)
+    if reference and reference != target:
+        await check_reachable(reference, timeout)
+    rules = rules or NoiseRules()
+    supplied = supplied or {}
+    only = list(only)
+    report = DriftReport(source, target, fail_on, learned_noise=rules if learn_noise else None)
+    semaphore = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    results: dict[int, Outcome] = {}
+
+    async with httpx.AsyncClient(
+        limits=limits, timeout=timeout, follow_redirects=False, trust_env=False, verify=False
+    ) as client:
+
+        async def one(number: int, interaction: Interaction) -> None:
+            try:
+                results[number] = await _compare_one(
+                    client,
+                    number,
+                    interaction,
+                    target,
+                    supplied,
+                    rules,
+                    learn_noise,
+                    reference or target,
+                )
+            finally:
+                semaphore.release()
+                if progress is not None:
+                    progress(1)
+
+        tasks: set[asyncio.Task[None]] = set()
+        async for number, interaction in _numbered(interactions):
+            if not _selected(interaction, only):
+                continue
+            if interaction.request.method.upper() not in SAFE_METHODS and not allow_side_effects:
+                results[number] = _outcome(
+                    number,
+                    interaction,
+                    "skipped",
+                    note="not re-sent: it may change state (--allow-side-effects sends it)",
+                )
+                if progress is not None:
+                    progress(1)
+                continue
+            await semaphore.acquire()
+            task = asyncio.create_task(one(number, interaction))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.gather(*list(tasks))
+    report.outcomes = [results[n] for n in sorted(results)]
+    return report
+
+
+async def _numbered(interactions: Iterable[Interaction]) -> AsyncIterator[tuple[int, Interaction]]:
+    for number, interaction in enumerate(interactions, 1):
+        yield number, interaction
+        if number % 256 == 0:
+            await asyncio.sleep(0)  # let finished requests make room
+
+
+async def _compare_one(
+    client: httpx.AsyncClient,
+    number: int,
+    interaction: Interaction,
+    target: str,
+    supplied: dict[str, str],
+    rules: NoiseRules,
+    learn_noise: bool,
+    reference: str,
+) -> Outcome:
+    request = interaction.request
+    endpoint = endpoint_of(request.method, request.path)
+    outgoing, note = outgoing_request(request, target, supplied)
+    if outgoing is None:
+        return _outcome(number, interaction, "skipped", note=f"not re-sent: {note}")
+    fresh: Response | None = None
+    error = None
+    try:
+        if learn_noise:
+            probe, _ = outgoing_request(request, reference, supplied)
+            assert probe is not None
+            first = await _fetch(client, probe)
+            second = await _fetch(client, outgoing_request(request, reference, supplied)[0])  # type: ignore[arg-type]
+            rules.learn(endpoint, locations_that_differ(first, second, rules.ignore_order))
+            fresh = second if reference == target else await _fetch(client, outgoing)
+        else:
+            fresh = await _fetch(client, outgoing)
+    except httpx.TimeoutException:
+        error = "timed out"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    changes = compare_responses(interaction.response, fresh, endpoint, rules, error=error)
+    return _outcome(
+        number,
+        interaction,
+        "compared",
+        new_status=fresh.status if fresh else None,
+        changes=changes,
+        note=note,
+    )
+
+
+# -- two recordings -------------------------------------------------------------------
+
+
+def diff_cassettes(
+    old: Iterable[Interaction],
+    new: Iterable[Interaction],
+    *,
+    source: str = "",
+    target: str = "",
+    only: Iterable[str] = (),
+    rules: NoiseRules | None = None,
+    fail_on: DriftClass = DriftClass.BREAKING,
+) -> DriftReport:
+    """Compare two recordings, pairing interactions by the replay match key in recorded order."""
+    rules = rules or NoiseRules()
+    only = list(only)
+    index = Index(
+        (i for i in new if _selected(i, only)), MatchConfig.build(address=False), "strict"
+    )
+    report = DriftReport(source, target, fail_on)
+    number = 0
+    for number, interaction in enumerate(old, 1):
+        if not _selected(interaction, only):
+            continue
+        result = index.lookup(interaction.request, forwarding=True)
+        if not isinstance(result, Hit):
+            report.outcomes.append(
+                _outcome(
+                    number,
+                    interaction,
+                    "only-in-old",
+                    note="no interaction in the new recording pairs with it",
+                )
+            )
+            continue
+        endpoint = endpoint_of(interaction.request.method, interaction.request.path)
+        fresh = result.interaction
+        changes = compare_responses(
+            interaction.response,
+            fresh.response,
+            endpoint,
+            rules,
+            error=fresh.error,
+        )
+        report.outcomes.append(
+            _outcome(
+                number,
+                interaction,
+                "compared",
+                new_status=fresh.response.status if fresh.response else None,
+                changes=changes,
+            )
+        )
+    for extra in index.unused():
+        number += 1
+        report.outcomes.append(
+            _outcome(number, extra, "only-in-new", note="recorded only in the new recording")
+        )
+    return report

@@ -1,0 +1,209 @@
+"""Render a ``DriftReport``: for a terminal, for machines (JSON), for CI (JUnit), for a pull request.
+
+The terminal report groups by endpoint and class, shows the first examples
+of each kind of change with old -> new values, and ends with a one-line
+verdict; it reads the same without colour. The JSON form follows the schema
+in ``docs/drift-report.schema.json`` (``schema: baton-drift-report/1``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+from xml.etree import ElementTree
+
+from replay.comparison import Change, DriftClass
+from replay.drift import DriftReport, Outcome, gate_includes
+
+__all__ = ["SCHEMA_ID", "render"]
+
+SCHEMA_ID = "baton-drift-report/1"
+_EXAMPLES = 3
+_ORDER = [DriftClass.BREAKING, DriftClass.ADDITIVE, DriftClass.VALUE, DriftClass.NOISE]
+
+
+def _short(value: Any, limit: int = 60, *, as_json: bool = True) -> str:
+    # JSON values are shown as JSON, so 11.0 -> "11.00" shows the type change.
+    if as_json or not isinstance(value, str):
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    else:
+        text = value
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _arrow(change: Change) -> str:
+    as_json = change.location.startswith("body.") or change.location == "status"
+    if change.old is None and change.new is not None:
+        return f"added: {_short(change.new, as_json=as_json)}"
+    if change.new is None and change.old is not None:
+        return f"was: {_short(change.old, as_json=as_json)}"
+    return f"{_short(change.old, as_json=as_json)} -> {_short(change.new, as_json=as_json)}"
+
+
+def verdict(report: DriftReport) -> str:
+    counts = report.counts()
+    gated = report.gated()
+    summary = ", ".join(f"{counts[c.value]} {c.value}" for c in _ORDER)
+    if gated:
+        return (
+            f"DRIFT: {len(gated)} change(s) fail the gate (--fail-on {report.fail_on.value}); "
+            f"{summary}. Exit code 1."
+        )
+    return f"OK: no {report.fail_on.value} drift (--fail-on {report.fail_on.value}); {summary}. Exit code 0."
+
+
+def render_text(report: DriftReport) -> str:
+    """The terminal report."""
+    lines = [f"baton diff: {report.source} against {report.target}"]
+    oc = report.outcome_counts()
+    lines.append(
+        f"{oc['compared']} compared, {oc['skipped']} skipped, "
+        f"{oc['only-in-old']} only in the recording, {oc['only-in-new']} only in the new one"
+    )
+    for endpoint, outcomes in sorted(report.endpoints().items()):
+        changes = [c for o in outcomes for c in o.changes]
+        by_class = Counter(c.drift for c in changes)
+        status = ", ".join(f"{by_class[c]} {c.value}" for c in _ORDER if by_class[c]) or "no change"
+        extra = Counter(o.outcome for o in outcomes if o.outcome != "compared")
+        more = "".join(f", {n} {kind}" for kind, n in extra.items())
+        lines.append("")
+        lines.append(f"{endpoint}  ({len(outcomes)} interactions: {status}{more})")
+        for drift in _ORDER:
+            kinds: dict[tuple[str, str], list[Change]] = {}
+            for change in changes:
+                if change.drift is drift:
+                    kinds.setdefault((change.kind, change.location), []).append(change)
+            if not kinds:
+                continue
+            gate = " [fails the gate]" if gate_includes(drift, report.fail_on) else ""
+            lines.append(f"  {drift.value}{gate}:")
+            for (kind, location), found in list(kinds.items())[: 2 * _EXAMPLES]:
+                times = f" (x{len(found)})" if len(found) > 1 else ""
+                rule = f"  [{found[0].rule}]" if found[0].rule else ""
+                lines.append(f"    {location}: {kind}{times}: {_arrow(found[0])}{rule}")
+            if len(kinds) > 2 * _EXAMPLES:
+                lines.append(f"    ... {len(kinds) - 2 * _EXAMPLES} more locations")
+        notes = Counter(o.note for o in outcomes if o.note)
+        for note, n in notes.items():
+            lines.append(f"  note ({n}x): {note}")
+    if report.learned_noise is not None and report.learned_noise.learned:
+        learned = sum(len(v) for v in report.learned_noise.learned.values())
+        lines.append("")
+        lines.append(
+            f"learned noise: {learned} locations over {len(report.learned_noise.learned)} endpoints"
+        )
+    lines.append("")
+    lines.append(verdict(report))
+    return "\n".join(lines) + "\n"
+
+
+def _outcome_json(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "number": outcome.number,
+        "id": outcome.interaction_id,
+        "method": outcome.method,
+        "target": outcome.target,
+        "endpoint": outcome.endpoint,
+        "outcome": outcome.outcome,
+        "status": {"recorded": outcome.recorded_status, "new": outcome.new_status},
+        "changes": [c.to_json() for c in outcome.changes],
+        "note": outcome.note,
+    }
+
+
+def report_json(report: DriftReport) -> dict[str, Any]:
+    """The JSON report as a value (schema ``baton-drift-report/1``)."""
+    counts = report.counts()
+    return {
+        "schema": SCHEMA_ID,
+        "source": report.source,
+        "target": report.target,
+        "fail_on": report.fail_on.value,
+        "verdict": "drift" if report.gated() else "ok",
+        "exit_code": report.exit_code,
+        "summary": {
+            "interactions": len(report.outcomes),
+            **{k.replace("-", "_"): v for k, v in report.outcome_counts().items()},
+            "endpoints": len(report.endpoints()),
+            "changes": counts,
+            "gated_changes": len(report.gated()),
+        },
+        "interactions": [_outcome_json(o) for o in report.outcomes],
+    }
+
+
+def render_junit(report: DriftReport) -> str:
+    """JUnit XML: one testcase per endpoint, a failure where a change fails the gate."""
+    suite = ElementTree.Element(
+        "testsuite",
+        name=f"baton diff {report.source}",
+        tests=str(len(report.endpoints())),
+    )
+    failures = skipped = 0
+    for endpoint, outcomes in sorted(report.endpoints().items()):
+        case = ElementTree.SubElement(suite, "testcase", classname="baton.drift", name=endpoint)
+        gated = [c for o in outcomes for c in o.changes if gate_includes(c.drift, report.fail_on)]
+        if gated:
+            failures += 1
+            failure = ElementTree.SubElement(
+                case,
+                "failure",
+                message=f"{len(gated)} {report.fail_on.value}-gated change(s)",
+                type="drift",
+            )
+            failure.text = "\n".join(
+                f"{c.drift.value} {c.location}: {c.kind}: {_arrow(c)}" for c in gated
+            )
+        elif all(o.outcome == "skipped" for o in outcomes):
+            skipped += 1
+            ElementTree.SubElement(case, "skipped", message=outcomes[0].note)
+    suite.set("failures", str(failures))
+    suite.set("errors", "0")
+    suite.set("skipped", str(skipped))
+    suites = ElementTree.Element("testsuites")
+    suites.append(suite)
+    return ElementTree.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def render_markdown(report: DriftReport) -> str:
+    """A pull-request comment."""
+    counts = report.counts()
+    icon = "❌" if report.gated() else "✅"
+    lines = [
+        f"### {icon} baton drift: `{report.target}` against `{report.source}`",
+        "",
+        "| breaking | additive | value | noise |",
+        "| --- | --- | --- | --- |",
+        f"| {counts['breaking']} | {counts['additive']} | {counts['value']} | {counts['noise']} |",
+        "",
+    ]
+    for endpoint, outcomes in sorted(report.endpoints().items()):
+        changes = [c for o in outcomes for c in o.changes if c.drift is not DriftClass.NOISE]
+        if not changes:
+            continue
+        lines.append(f"**`{endpoint}`**")
+        lines.append("")
+        seen = set()
+        for change in changes:
+            if (change.kind, change.location) in seen:
+                continue
+            seen.add((change.kind, change.location))
+            lines.append(
+                f"- {change.drift.value}: `{change.location}` {change.kind}: {_arrow(change)}"
+            )
+        lines.append("")
+    lines.append(verdict(report))
+    return "\n".join(lines) + "\n"
+
+
+def render(report: DriftReport, fmt: str) -> str:
+    """The report in ``fmt``: text, json, junit or markdown."""
+    if fmt == "json":
+        return json.dumps(report_json(report), indent=2, ensure_ascii=False) + "\n"
+    if fmt == "junit":
+        return render_junit(report)
+    if fmt == "markdown":
+        return render_markdown(report)
+    return render_text(report)
