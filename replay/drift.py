@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import httpx
-
 from cassettes.model import Interaction, Request, Response
 from cassettes.redaction import PLACEHOLDER_PATTERN
 from replay.comparison import (
@@ -36,6 +34,7 @@ from replay.comparison import (
 )
 from replay.index import Hit, Index
 from replay.matching import MatchConfig
+from replay.resend import Outgoing, Resender, ResendError
 
 __all__ = [
     "DriftError",
@@ -185,56 +184,33 @@ def supplied_headers(
     return out
 
 
-def outgoing_request(
-    request: Request, target: str, supplied: dict[str, str]
-) -> tuple[httpx.Request | None, str]:
-    """The request to send to ``target``, or None and why it cannot be sent safely."""
+def outgoing_request(request: Request, supplied: dict[str, str]) -> tuple[Outgoing | None, str]:
+    """The request to re-send, or None and why it cannot be sent safely; plus a note."""
     headers: list[tuple[str, str]] = []
     dropped = []
     for name, value in request.headers:
         lowered = name.lower()
-        if lowered in _NOT_FORWARDED or lowered.startswith(":"):
-            continue
-        if lowered in supplied:
+        if lowered in _NOT_FORWARDED or lowered.startswith(":") or lowered in supplied:
             continue
         if PLACEHOLDER_PATTERN.search(value):
             dropped.append(lowered)
             continue
         headers.append((name, value))
-    headers += [(name, value) for name, value in supplied.items()]
+    headers += list(supplied.items())
     if any(PLACEHOLDER_PATTERN.search(v) for _, v in request.query):
         return None, "its query holds a redacted secret; nothing to send in its place"
     if request.body and PLACEHOLDER_PATTERN.search(request.body.decode("latin-1")):
         return None, "its body holds a redacted secret; nothing to send in its place"
-    url = target.rstrip("/") + request.path
+    target = request.path
     if request.query:
-        url += "?" + urlencode(list(request.query))
+        target += "?" + urlencode(list(request.query))
     note = ""
     if dropped:
         note = (
             f"redacted header(s) {', '.join(sorted(set(dropped)))} not sent; "
             "supply them with --header NAME:VALUE or BATON_HEADER_<NAME>"
         )
-    return httpx.Request(request.method, url, headers=headers, content=request.body or b""), note
-
-
-async def _fetch(client: httpx.AsyncClient, request: httpx.Request) -> Response:
-    response = await client.send(request, stream=True)
-    try:
-        body = b"".join([chunk async for chunk in response.aiter_raw()])
-    finally:
-        await response.aclose()
-    headers = tuple(
-        (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
-        for k, v in response.headers.raw
-    )
-    return Response(
-        status=response.status_code,
-        reason=response.reason_phrase,
-        http_version=response.http_version,
-        headers=headers,
-        body=body,
-    )
+    return Outgoing(request.method, target, tuple(headers), request.body or b""), note
 
 
 async def check_reachable(target: str, timeout: float) -> None:
@@ -283,31 +259,26 @@ async def diff_against_target(
     only = list(only)
     report = DriftReport(source, target, fail_on, learned_noise=rules if learn_noise else None)
     semaphore = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     results: dict[int, Outcome] = {}
+    to_target = Resender(target, connections=concurrency, timeout=timeout)
+    to_reference = (
+        Resender(reference, connections=concurrency, timeout=timeout)
+        if reference and reference != target
+        else to_target
+    )
 
-    async with httpx.AsyncClient(
-        limits=limits, timeout=timeout, follow_redirects=False, trust_env=False, verify=False
-    ) as client:
+    async def one(number: int, interaction: Interaction) -> None:
+        try:
+            results[number] = await _compare_one(
+                number, interaction, to_target, to_reference, supplied, rules, learn_noise
+            )
+        finally:
+            semaphore.release()
+            if progress is not None:
+                progress(1)
 
-        async def one(number: int, interaction: Interaction) -> None:
-            try:
-                results[number] = await _compare_one(
-                    client,
-                    number,
-                    interaction,
-                    target,
-                    supplied,
-                    rules,
-                    learn_noise,
-                    reference or target,
-                )
-            finally:
-                semaphore.release()
-                if progress is not None:
-                    progress(1)
-
-        tasks: set[asyncio.Task[None]] = set()
+    tasks: set[asyncio.Task[None]] = set()
+    try:
         async for number, interaction in _numbered(interactions):
             if not _selected(interaction, only):
                 continue
@@ -327,6 +298,9 @@ async def diff_against_target(
             task.add_done_callback(tasks.discard)
         if tasks:
             await asyncio.gather(*list(tasks))
+    finally:
+        await to_target.close()
+        await to_reference.close()
     report.outcomes = [results[n] for n in sorted(results)]
     return report
 
@@ -339,36 +313,33 @@ async def _numbered(interactions: Iterable[Interaction]) -> AsyncIterator[tuple[
 
 
 async def _compare_one(
-    client: httpx.AsyncClient,
     number: int,
     interaction: Interaction,
-    target: str,
+    to_target: Resender,
+    to_reference: Resender,
     supplied: dict[str, str],
     rules: NoiseRules,
     learn_noise: bool,
-    reference: str,
 ) -> Outcome:
     request = interaction.request
     endpoint = endpoint_of(request.method, request.path)
-    outgoing, note = outgoing_request(request, target, supplied)
+    outgoing, note = outgoing_request(request, supplied)
     if outgoing is None:
         return _outcome(number, interaction, "skipped", note=f"not re-sent: {note}")
     fresh: Response | None = None
     error = None
     try:
         if learn_noise:
-            probe, _ = outgoing_request(request, reference, supplied)
-            assert probe is not None
-            first = await _fetch(client, probe)
-            second = await _fetch(client, outgoing_request(request, reference, supplied)[0])  # type: ignore[arg-type]
+            first = await to_reference.send(outgoing)
+            second = await to_reference.send(outgoing)
             rules.learn(endpoint, locations_that_differ(first, second, rules.ignore_order))
-            fresh = second if reference == target else await _fetch(client, outgoing)
+            fresh = second if to_reference is to_target else await to_target.send(outgoing)
         else:
-            fresh = await _fetch(client, outgoing)
-    except httpx.TimeoutException:
+            fresh = await to_target.send(outgoing)
+    except TimeoutError:
         error = "timed out"
-    except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"
+    except ResendError as exc:
+        error = str(exc)
     changes = compare_responses(interaction.response, fresh, endpoint, rules, error=error)
     return _outcome(
         number,
