@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -664,8 +664,8 @@ def diff(
             raise InputError(
                 f"{noise_file}: not a baton noise file ({type(exc).__name__})"
             ) from exc
-    with _user_errors():
-        old = read_cassette_checked(cassette)
+    # The recording is streamed: memory holds only the requests in flight.
+    with _user_errors(), CassetteReader(cassette, warn_torn=False) as old:
         try:
             if new_cassette is not None:
                 report = diff_cassettes(
@@ -679,21 +679,24 @@ def diff(
                 )
             else:
                 assert target is not None
-                report = _run_diff(
-                    diff_against_target,
-                    old,
-                    target,
-                    cassette,
-                    concurrency,
-                    timeout,
-                    supplied_headers(headers),
-                    only,
-                    allow_side_effects,
-                    rules,
-                    learn_noise,
-                    reference,
-                    gate,
-                )
+                with _progress("re-sending recorded requests") as advance:
+                    report = asyncio.run(
+                        diff_against_target(
+                            old,
+                            target,
+                            source=str(cassette),
+                            concurrency=concurrency,
+                            timeout=timeout,
+                            supplied=supplied_headers(headers),
+                            only=only,
+                            allow_side_effects=allow_side_effects,
+                            rules=rules,
+                            learn_noise=learn_noise,
+                            reference=reference,
+                            fail_on=gate,
+                            progress=advance,
+                        )
+                    )
         except DriftError as exc:
             raise InputError(str(exc)) from exc
     text = render(report, fmt)
@@ -720,44 +723,20 @@ def read_cassette_checked(path: Path) -> list[Interaction]:
         return list(reader)
 
 
-def _run_diff(
-    run,
-    interactions,
-    target,
-    cassette,
-    concurrency,
-    timeout,
-    supplied,
-    only,  # type: ignore[no-untyped-def]
-    allow_side_effects,
-    rules,
-    learn_noise,
-    reference,
-    gate,
-):
-    from rich.progress import Progress
+@contextmanager
+def _progress(description: str) -> Iterator[Callable[[int], None]]:
+    """A live count on a terminal; nothing in a pipe or under CI."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    total = len(interactions)
     show = sys.stderr.isatty() and not os.environ.get("CI")
-    with Progress(transient=True, disable=not show) as progress:
-        task = progress.add_task("re-sending recorded requests", total=total)
-        return asyncio.run(
-            run(
-                interactions,
-                target,
-                source=str(cassette),
-                concurrency=concurrency,
-                timeout=timeout,
-                supplied=supplied,
-                only=only,
-                allow_side_effects=allow_side_effects,
-                rules=rules,
-                learn_noise=learn_noise,
-                reference=reference,
-                fail_on=gate,
-                progress=lambda n: progress.advance(task, n),
-            )
-        )
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}: {task.completed}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=True, disable=not show) as progress:
+        task = progress.add_task(description, total=None)
+        yield lambda n: progress.advance(task, n)
 
 
 # -- show -----------------------------------------------------------------------
