@@ -66,6 +66,35 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
 
 
+def _listen_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--listen-host`` and ``--listen-port``, shared by the commands that serve."""
+    command = click.option(
+        "--listen-port",
+        type=click.IntRange(0, 65535),
+        default=8080,
+        show_default=True,
+        help="Port to bind; 0 picks a free one (printed at start).",
+    )(command)
+    return click.option(
+        "--listen-host", default="127.0.0.1", show_default=True, help="Address to bind."
+    )(command)
+
+
+def _mitmproxy_options(set_help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``--set`` pass-through and the verbosity flags, shared by record and replay."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        command = click.option("-q", "--quiet", is_flag=True, help="Only errors.")(command)
+        command = click.option(
+            "-v", "--verbose", count=True, help="More log output (-vv for mitmproxy's own)."
+        )(command)
+        return click.option("--set", "extra", multiple=True, metavar="OPTION=VALUE", help=set_help)(
+            command
+        )
+
+    return decorate
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="baton-replay", prog_name="baton")
 def main() -> None:
@@ -101,14 +130,7 @@ def main() -> None:
     metavar="MODE",
     help="mitmproxy mode: regular, reverse:URL, upstream:URL, transparent, socks5. Repeatable.",
 )
-@click.option("--listen-host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option(
-    "--listen-port",
-    type=click.IntRange(0, 65535),
-    default=8080,
-    show_default=True,
-    help="Port to bind; 0 picks a free one (printed at start).",
-)
+@_listen_options
 @click.option("--redact-header", multiple=True, metavar="NAME", help="Also redact this header.")
 @click.option(
     "--redact-field",
@@ -143,15 +165,7 @@ def main() -> None:
     show_default=True,
     help="fsync after every interaction, on close, or never.",
 )
-@click.option(
-    "--set",
-    "extra",
-    multiple=True,
-    metavar="OPTION=VALUE",
-    help="Any mitmproxy option, as with mitmdump --set.",
-)
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for mitmproxy's own).")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@_mitmproxy_options("Any mitmproxy option, as with mitmdump --set.")
 def record(
     cassette: Path,
     modes: tuple[str, ...],
@@ -252,14 +266,7 @@ def _connection_strategy(modes: tuple[str, ...]) -> dict[str, object]:
     help="reverse (serve the recorded hosts on one port), reverse:URL, regular, upstream:URL, "
     "transparent, socks5.",
 )
-@click.option("--listen-host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option(
-    "--listen-port",
-    type=click.IntRange(0, 65535),
-    default=8080,
-    show_default=True,
-    help="Port to bind; 0 picks a free one (printed at start).",
-)
+@_listen_options
 @click.option(
     "--record-mode",
     type=click.Choice([m.value for m in RecordMode]),
@@ -300,15 +307,7 @@ def _connection_strategy(modes: tuple[str, ...]) -> dict[str, object]:
     help="Wait the recorded duration (times SCALE, default 1) before answering.",
 )
 @click.option("--fail-on-miss", is_flag=True, help="Exit 1 at the end if any request missed.")
-@click.option(
-    "--set",
-    "extra",
-    multiple=True,
-    metavar="OPTION=VALUE",
-    help="Any mitmproxy option (implies the mitmproxy path).",
-)
-@click.option("-v", "--verbose", count=True, help="More log output.")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@_mitmproxy_options("Any mitmproxy option (implies the mitmproxy path).")
 def replay(
     cassettes: tuple[Path, ...],
     modes: tuple[str, ...],
