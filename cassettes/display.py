@@ -7,6 +7,7 @@ shown as text in its charset, anything else summarised by size and digest.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
 from datetime import UTC, datetime
@@ -78,13 +79,20 @@ def _block(lines: list[str], prefix: str, headers: Headers) -> None:
         lines.append(f"{prefix} {name}: {value}")
 
 
-def _body_lines(lines: list[str], body: bytes | None, headers: Headers, max_body: int) -> None:
+def _body_lines(
+    lines: list[str], body: bytes | None, headers: Headers, max_body: int, pretty: bool = False
+) -> None:
     text, note = body_as_text(body, headers)
     if text is None:
         lines.append(f"  [{note}]")
         return
     if not text:
         return
+    if pretty and text.lstrip()[:1] in ("{", "["):
+        import json
+
+        with contextlib.suppress(ValueError):
+            text = json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False)
     if note:
         lines.append(f"  [{note}]")
     if max_body and len(text) > max_body:
@@ -96,9 +104,18 @@ def _body_lines(lines: list[str], body: bytes | None, headers: Headers, max_body
 
 
 def render_interaction(
-    interaction: Interaction, number: int, *, headers: bool = True, max_body: int = 4096
+    interaction: Interaction,
+    number: int,
+    *,
+    headers: bool = True,
+    max_body: int = 4096,
+    stable: bool = False,
 ) -> str:
-    """Return a readable multi-line block for one interaction."""
+    """Return a readable multi-line block for one interaction.
+
+    ``stable`` leaves out what changes with every recording (id, time,
+    duration) and pretty-prints JSON with sorted keys: the form for ``git diff``.
+    """
     request, response = interaction.request, interaction.response
     when = datetime.fromtimestamp(interaction.recorded_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
     duration = f"{interaction.duration_ms:.0f} ms" if interaction.duration_ms is not None else "-"
@@ -106,21 +123,24 @@ def render_interaction(
         outcome = f"ERROR {interaction.error}"
     else:
         outcome = f"{response.status} {response.reason}".rstrip()
-    lines = [
-        f"#{number} {request.method} {request.url}",
-        f"  -> {outcome}  ({_size(request.body)} sent, "
-        f"{_size(response.body) if response else '-'} received, {duration}, {when}Z, "
-        f"{request.http_version}, id {interaction.id})",
-    ]
+    if stable:
+        summary = f"  -> {outcome}  ({request.http_version})"
+    else:
+        summary = (
+            f"  -> {outcome}  ({_size(request.body)} sent, "
+            f"{_size(response.body) if response else '-'} received, {duration}, {when}Z, "
+            f"{request.http_version}, id {interaction.id})"
+        )
+    lines = [f"#{number} {request.method} {request.url}", summary]
     if interaction.tags.get("redacted"):
         lines.append(f"  redacted: {', '.join(map(str, interaction.tags['redacted']))}")
     if headers:
         _block(lines, ">", request.headers)
-    _body_lines(lines, request.body, request.headers, max_body)
+    _body_lines(lines, request.body, request.headers, max_body, stable)
     if response is not None:
         if headers:
             _block(lines, "<", response.headers)
-        _body_lines(lines, response.body, response.headers, max_body)
+        _body_lines(lines, response.body, response.headers, max_body, stable)
         if response.trailers:
             _block(lines, "< trailer", response.trailers)
     return "\n".join(lines)

@@ -23,8 +23,9 @@ from cassettes.display import interaction_to_json, render_interaction
 from cassettes.errors import CassetteError, RedactionError
 from cassettes.model import Interaction
 from cassettes.reader import CassetteReader
+from cassettes.redaction import RedactionRules, Redactor, load_or_create_key
 from cassettes.repair import repair as repair_cassette
-from cassettes.writer import FsyncPolicy
+from cassettes.writer import CassetteWriter, FsyncPolicy
 from replay.comparison import DriftClass
 from replay.index import ExhaustedPolicy
 from replay.options import ReplayOptions, recorded_origins
@@ -95,6 +96,63 @@ def _mitmproxy_options(set_help: str) -> Callable[[Callable[..., None]], Callabl
     return decorate
 
 
+def _redaction_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The redaction flags, shared by every command that writes a cassette."""
+    decorators = [
+        click.option(
+            "--redact-header", multiple=True, metavar="NAME", help="Also redact this header."
+        ),
+        click.option(
+            "--redact-field",
+            multiple=True,
+            metavar="NAME",
+            help="Also redact query, form and JSON fields of this name.",
+        ),
+        click.option(
+            "--redact-json-path", multiple=True, metavar="PATH", help="Also redact this JSON path."
+        ),
+        click.option(
+            "--redact-regex",
+            multiple=True,
+            metavar="REGEX",
+            help="Also redact what this regex matches.",
+        ),
+        click.option(
+            "--no-default-redaction",
+            is_flag=True,
+            help="Drop baton's default rules (Authorization, Cookie, tokens...). Rarely wise.",
+        ),
+        click.option(
+            "--redaction-key-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Key for placeholders [default: ~/.config/baton/redaction.key].",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def _redactor(
+    redact_header: tuple[str, ...],
+    redact_field: tuple[str, ...],
+    redact_json_path: tuple[str, ...],
+    redact_regex: tuple[str, ...],
+    no_default_redaction: bool,
+    redaction_key_file: Path | None,
+) -> Redactor:
+    """The redactor the redaction flags describe; ``InputError`` for a bad rule or key."""
+    with _user_errors():
+        rules = RedactionRules.build(
+            headers=redact_header,
+            fields=redact_field,
+            json_paths=redact_json_path,
+            patterns=redact_regex,
+            defaults=not no_default_redaction,
+        )
+        return Redactor(rules, load_or_create_key(redaction_key_file))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="baton-replay", prog_name="baton")
 def main() -> None:
@@ -131,29 +189,7 @@ def main() -> None:
     help="mitmproxy mode: regular, reverse:URL, upstream:URL, transparent, socks5. Repeatable.",
 )
 @_listen_options
-@click.option("--redact-header", multiple=True, metavar="NAME", help="Also redact this header.")
-@click.option(
-    "--redact-field",
-    multiple=True,
-    metavar="NAME",
-    help="Also redact query, form and JSON fields of this name.",
-)
-@click.option(
-    "--redact-json-path", multiple=True, metavar="PATH", help="Also redact this JSON path."
-)
-@click.option(
-    "--redact-regex", multiple=True, metavar="REGEX", help="Also redact what this regex matches."
-)
-@click.option(
-    "--no-default-redaction",
-    is_flag=True,
-    help="Drop baton's default rules (Authorization, Cookie, tokens...). Rarely wise.",
-)
-@click.option(
-    "--redaction-key-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Key for placeholders [default: ~/.config/baton/redaction.key].",
-)
+@_redaction_options
 @click.option(
     "--only-host", multiple=True, metavar="GLOB", help="Record only these hosts (e.g. *.internal)."
 )
@@ -736,6 +772,191 @@ def _progress(description: str) -> Iterator[Callable[[int], None]]:
     with Progress(*columns, transient=True, disable=not show) as progress:
         task = progress.add_task(description, total=None)
         yield lambda n: progress.advance(task, n)
+
+
+# -- interop --------------------------------------------------------------------
+
+
+@main.command("import")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "cassette",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Cassette to append to (created if missing).",
+)
+@click.option(
+    "--from",
+    "source_format",
+    type=click.Choice(["har", "vcr", "mitmproxy"]),
+    help="Force the format [default: detected from the content].",
+)
+@_redaction_options
+def import_(
+    sources: tuple[Path, ...],
+    cassette: Path,
+    source_format: str | None,
+    redact_header: tuple[str, ...],
+    redact_field: tuple[str, ...],
+    redact_json_path: tuple[str, ...],
+    redact_regex: tuple[str, ...],
+    no_default_redaction: bool,
+    redaction_key_file: Path | None,
+) -> None:
+    """Import HAR, VCR.py cassettes or mitmproxy flow files into CASSETTE, redacted.
+
+    Each SOURCE is read whole before anything is written, so a file that
+    cannot be read at all adds nothing; a bad entry in a readable file is
+    skipped and reported with its index.
+
+    \b
+    Example:
+      baton import session.har tests/cassettes/*.yaml flows.mitm -o api.cassette
+    """
+    from proxy.importing import SourceError, SourceFormat, import_file
+
+    _configure_logging(0, True)
+    redactor = _redactor(
+        redact_header,
+        redact_field,
+        redact_json_path,
+        redact_regex,
+        no_default_redaction,
+        redaction_key_file,
+    )
+    forced = SourceFormat(source_format) if source_format else None
+    results = []
+    for source in sources:
+        try:
+            results.append((source, *import_file(source, forced)))
+        except SourceError as exc:
+            raise InputError(f"{source}: {exc}") from exc
+    total = 0
+    with (
+        _user_errors(),
+        CassetteWriter(
+            cassette, redactor=redactor, meta={"imported_with": "baton import"}
+        ) as writer,
+    ):
+        for source, kind, result in results:
+            for interaction in result.interactions:
+                writer.append(interaction)
+            total += len(result.interactions)
+            click.echo(
+                f"{source}: {kind.value}, {len(result.interactions)} imported"
+                + (f", {len(result.skipped)} skipped" if result.skipped else "")
+            )
+            for skipped in result.skipped:
+                click.echo(f"  skipped entry {skipped.index}: {skipped.reason}")
+            for note in result.notes:
+                click.echo(f"  note: {note}")
+    click.echo(f"baton: {total} interactions written to {cassette}", err=True)
+
+
+@main.command()
+@click.argument("cassette", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["har", "json"]),
+    default="har",
+    show_default=True,
+    help="har: HAR 1.2 (devtools, mitmproxy -r); json: the cassette as JSON.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File [default: stdout].",
+)
+def export(cassette: Path, fmt: str, output: Path | None) -> None:
+    """Export CASSETTE as HAR 1.2 or JSON.
+
+    \b
+    Example:
+      baton export api.cassette -o api.har
+    """
+    from cassettes.display import interaction_to_json
+    from cassettes.har import export_har
+
+    _configure_logging(0, True)
+    with _user_errors(), CassetteReader(cassette, warn_torn=False) as reader:
+        if fmt == "har":
+            document = export_har(reader, str(reader.header.get("baton", "")))
+        else:
+            document = {
+                "header": reader.header,
+                "interactions": [interaction_to_json(i) for i in reader],
+            }
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    temporary = output.with_name(f".{output.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, output)
+    click.echo(f"baton: {fmt} written to {output}", err=True)
+
+
+@main.command()
+@click.argument("cassette", type=click.Path(dir_okay=False, path_type=Path))
+def textconv(cassette: Path) -> None:
+    """Print CASSETTE as stable text for git diff (a textconv driver).
+
+    \b
+    Set up once per repository:
+      echo '*.cassette diff=baton' >> .gitattributes
+      git config diff.baton.textconv 'baton textconv'
+    """
+    _configure_logging(0, True)
+    out = sys.stdout
+    with _user_errors(), _quiet_broken_pipe(), CassetteReader(cassette, warn_torn=False) as reader:
+        out.write(f"# baton cassette, format version {reader.version}\n")
+        for number, interaction in enumerate(reader, 1):
+            out.write(
+                "\n" + render_interaction(interaction, number, max_body=0, stable=True) + "\n"
+            )
+        if reader.torn_at is not None:
+            out.write(f"\n# torn object at byte {reader.torn_at} (baton repair removes it)\n")
+
+
+@main.command()
+@click.argument(
+    "cassettes", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option("--no-entropy", is_flag=True, help="Only known secret shapes, no entropy check.")
+def lint(cassettes: tuple[Path, ...], no_entropy: bool) -> None:
+    """Look for secrets redaction missed; exit 1 if any is found (for a pre-commit hook).
+
+    \b
+    Example (.pre-commit-config.yaml):
+      - repo: local
+        hooks:
+          - {id: baton-lint, name: baton lint, entry: baton lint, language: system, files: '\\.cassette$'}
+    """
+    from cassettes.leak_scan import scan_interaction
+
+    _configure_logging(0, True)
+    found = 0
+    for path in cassettes:
+        with _user_errors(), CassetteReader(path, warn_torn=False) as reader:
+            for number, interaction in enumerate(reader, 1):
+                for finding in scan_interaction(number, interaction, entropy=not no_entropy):
+                    found += 1
+                    click.echo(
+                        f"{path}: interaction {finding.interaction}: {finding.location}: "
+                        f"{finding.kind}: {finding.excerpt}"
+                    )
+    if found:
+        click.echo(
+            f"baton: {found} likely secret(s); add redaction rules and re-record, "
+            "or re-import with --redact-...",
+            err=True,
+        )
+        sys.exit(1)
+    click.echo(f"baton: no likely secrets in {len(cassettes)} cassette(s)", err=True)
 
 
 # -- show -----------------------------------------------------------------------

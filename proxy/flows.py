@@ -71,6 +71,9 @@ def interaction_from_flow(flow: http.HTTPFlow) -> Interaction:
         tags["mode"] = mode.full_spec
     if client.peername:
         tags["client"] = f"{client.peername[0]}:{client.peername[1]}"
+    if response is not None and flow.error is not None:
+        # The answer came, then broke off (a stream reset): keep why.
+        tags["error_after_response"] = flow.error.msg
     return Interaction(
         id=flow.id,
         request=request_from_flow(request),

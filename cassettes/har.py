@@ -1,0 +1,308 @@
+"""HAR 1.1/1.2 in and out: browsers, Charles, Fiddler, Polly.JS and mitmproxy write it.
+
+Import keeps what a cassette can hold and says what it could not:
+
+* bodies: ``text`` or base64 (``encoding: "base64"``); a body a HAR stores
+  decoded while its headers still name a ``Content-Encoding`` (what browsers
+  do) is kept decoded and the stale ``Content-Encoding`` (and
+  ``Content-Length``) headers are dropped, so the body and headers agree —
+  baton never invents compressed bytes that were not on the wire;
+* entries with status 0 (failed in the browser) become interactions
+  without a response, with the error;
+* ``_webSocketMessages`` go into the tags (``websocket_messages``);
+* HTTP versions ``http/2.0``, ``HTTP/2``, ``h2``, ``h3`` and empty are normalised;
+* a UTF-8 byte-order mark and zlib compression (``.zhar``) are accepted.
+
+Export writes HAR 1.2 that devtools and ``mitmproxy -r`` open: bodies decoded
+for display as the spec wants, plus ``_batonRaw`` (the wire bytes, base64)
+so that a baton → HAR → baton round trip is exact.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+import zlib
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from cassettes.content_coding import decode_body
+from cassettes.errors import ContentCodingError
+from cassettes.imported import ImportResult, Skipped, consistent_body, normalise_http_version
+from cassettes.model import Headers, Interaction, Request, Response, header_values
+
+__all__ = ["HarError", "export_har", "import_har", "load_har_document"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+class HarError(ValueError):
+    """The document is not HAR at all."""
+
+
+def load_har_document(data: bytes) -> dict[str, Any]:
+    """Parse HAR bytes (BOM, zlib-compressed ``.zhar`` accepted); ``HarError`` if not HAR."""
+    if data[:1] == b"\x78":
+        try:
+            data = zlib.decompress(data)
+        except zlib.error as exc:
+            raise HarError(f"looks zlib-compressed but does not decompress: {exc}") from exc
+    try:
+        document = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise HarError(f"not JSON: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("log"), dict):
+        raise HarError("not a HAR file (no top-level 'log' object)")
+    if not isinstance(document["log"].get("entries", []), list):
+        raise HarError("'log.entries' is not a list")
+    return document
+
+
+def _headers(items: Any) -> Headers:
+    if not isinstance(items, list):
+        return ()
+    out = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            name = item["name"]
+            if name.startswith(":"):
+                continue  # HTTP/2 pseudo-headers: already in the method, URL and status
+            out.append((name, str(item.get("value", ""))))
+    return tuple(out)
+
+
+def _is_exact(holder: dict[str, Any]) -> bool:
+    """True when the holder carries the wire bytes as baton exported them."""
+    return isinstance(holder.get("_batonRaw"), str) or bool(holder.get("_batonNotCaptured"))
+
+
+def _body_bytes(holder: dict[str, Any]) -> bytes | None:
+    raw = holder.get("_batonRaw")
+    if isinstance(raw, str):
+        return base64.b64decode(raw)
+    if holder.get("_batonNotCaptured"):
+        return None
+    text = holder.get("text")
+    if text is None:
+        params = holder.get("params")
+        if isinstance(params, list) and params:
+            from urllib.parse import urlencode
+
+            return urlencode([(p.get("name", ""), p.get("value", "")) for p in params]).encode()
+        return b""
+    if holder.get("encoding") == "base64":
+        return base64.b64decode(text)
+    return str(text).encode("utf-8", "surrogateescape")
+
+
+def _timestamp(text: Any) -> float:
+    if isinstance(text, str) and text:
+        try:
+            return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    return 0.0
+
+
+def _request(entry: dict[str, Any], notes: list[str], where: str) -> Request:
+    raw = entry.get("request")
+    if not isinstance(raw, dict) or not isinstance(raw.get("url"), str):
+        raise ValueError("no request URL")
+    parts = urlsplit(raw["url"])
+    if not parts.scheme or not parts.hostname:
+        raise ValueError(f"URL {raw['url']!r} is not absolute")
+    headers = _headers(raw.get("headers"))
+    body: bytes | None = b""
+    post = raw.get("postData")
+    if isinstance(post, dict):
+        body = _body_bytes(post)
+        if not _is_exact(post):
+            headers = consistent_body(headers, body, f"{where} request", notes)
+    return Request(
+        method=str(raw.get("method", "GET")).upper(),
+        scheme=parts.scheme,
+        host=parts.hostname,
+        port=parts.port or _DEFAULT_PORTS.get(parts.scheme, 80),
+        path=parts.path or "/",
+        query=tuple(parse_qsl(parts.query, keep_blank_values=True)),
+        http_version=normalise_http_version(raw.get("httpVersion")),
+        headers=headers,
+        body=body,
+    )
+
+
+def _entry(index: int, entry: Any, notes: list[str]) -> Interaction:
+    if not isinstance(entry, dict):
+        raise ValueError("entry is not an object")
+    where = f"entry {index}"
+    request = _request(entry, notes, where)
+    raw: dict[str, Any] = entry["response"] if isinstance(entry.get("response"), dict) else {}
+    status = raw.get("status", 0)
+    tags: dict[str, Any] = {"imported_from": "har"}
+    messages = entry.get("_webSocketMessages")
+    if isinstance(messages, list):
+        tags["websocket_messages"] = [
+            {k: m.get(k) for k in ("type", "time", "opcode", "data")}
+            for m in messages
+            if isinstance(m, dict)
+        ]
+    baton = entry.get("_baton")
+    if isinstance(baton, dict):
+        tags.update(baton.get("tags") or {})
+    duration = entry.get("time")
+    duration_ms = float(duration) if isinstance(duration, int | float) and duration >= 0 else None
+    identity = (
+        str(baton.get("id")) if isinstance(baton, dict) and baton.get("id") else str(uuid.uuid4())
+    )
+    if not isinstance(status, int) or status <= 0:
+        error = raw.get("_error") or entry.get("_error") or "failed in the browser (HAR status 0)"
+        return Interaction(
+            identity,
+            request,
+            None,
+            _timestamp(entry.get("startedDateTime")),
+            duration_ms,
+            str(error),
+            tags,
+        )
+    content: dict[str, Any] = raw["content"] if isinstance(raw.get("content"), dict) else {}
+    body = _body_bytes(content)
+    headers = _headers(raw.get("headers"))
+    if not _is_exact(content):
+        headers = consistent_body(headers, body, f"{where} response", notes)
+    response = Response(
+        status=status,
+        reason=str(raw.get("statusText", "")),
+        http_version=normalise_http_version(raw.get("httpVersion")),
+        headers=headers,
+        body=body,
+    )
+    return Interaction(
+        identity,
+        request,
+        response,
+        _timestamp(entry.get("startedDateTime")),
+        duration_ms,
+        None,
+        tags,
+    )
+
+
+def import_har(data: bytes) -> ImportResult:
+    """Interactions of a HAR document; a bad entry is skipped with its index and reason."""
+    document = load_har_document(data)
+    result = ImportResult()
+    for index, entry in enumerate(document["log"].get("entries", [])):
+        try:
+            result.interactions.append(_entry(index, entry, result.notes))
+        except (ValueError, TypeError, KeyError, AttributeError, UnicodeError) as exc:
+            result.skipped.append(Skipped(index, str(exc) or type(exc).__name__))
+    return result
+
+
+# -- export ------------------------------------------------------------------------
+
+
+def _har_headers(headers: Headers) -> list[dict[str, str]]:
+    return [{"name": n, "value": v} for n, v in headers]
+
+
+def _content(body: bytes | None, headers: Headers) -> dict[str, Any]:
+    mime = (header_values(headers, "content-type") or [""])[0]
+    if body is None:
+        return {"size": 0, "mimeType": mime, "_batonNotCaptured": True}
+    shown = body
+    encodings = header_values(headers, "content-encoding")
+    if encodings and body:
+        try:
+            shown = decode_body(body, encodings[0])
+        except ContentCodingError:
+            shown = body
+    out: dict[str, Any] = {"size": len(shown), "mimeType": mime}
+    try:
+        out["text"] = shown.decode("utf-8")
+    except UnicodeDecodeError:
+        out["text"] = base64.b64encode(shown).decode("ascii")
+        out["encoding"] = "base64"
+    if shown != body or encodings:
+        # The wire bytes, for an exact round trip; devtools show "text".
+        out["_batonRaw"] = base64.b64encode(body).decode("ascii")
+    return out
+
+
+def _entry_out(interaction: Interaction) -> dict[str, Any]:
+    request, response = interaction.request, interaction.response
+    started = (
+        datetime.fromtimestamp(interaction.recorded_at, UTC).isoformat().replace("+00:00", "Z")
+    )
+    duration = interaction.duration_ms or 0.0
+    request_out: dict[str, Any] = {
+        "method": request.method,
+        "url": request.url,
+        "httpVersion": request.http_version,
+        "cookies": [],
+        "headers": _har_headers(request.headers),
+        "queryString": [{"name": n, "value": v} for n, v in request.query],
+        "headersSize": -1,
+        "bodySize": len(request.body or b""),
+    }
+    if request.body or request.body is None:
+        post = _content(request.body, request.headers)
+        post.pop("size", None)
+        request_out["postData"] = post
+    if response is not None:
+        response_out: dict[str, Any] = {
+            "status": response.status,
+            "statusText": response.reason,
+            "httpVersion": response.http_version,
+            "cookies": [],
+            "headers": _har_headers(response.headers),
+            "content": _content(response.body, response.headers),
+            "redirectURL": (header_values(response.headers, "location") or [""])[0],
+            "headersSize": -1,
+            "bodySize": len(response.body or b""),
+        }
+    else:
+        response_out = {
+            "status": 0,
+            "statusText": "",
+            "httpVersion": "",
+            "cookies": [],
+            "headers": [],
+            "content": {"size": 0, "mimeType": ""},
+            "redirectURL": "",
+            "headersSize": -1,
+            "bodySize": -1,
+            "_error": interaction.error,
+        }
+    entry: dict[str, Any] = {
+        "startedDateTime": started,
+        "time": duration,
+        "request": request_out,
+        "response": response_out,
+        "cache": {},
+        "timings": {"send": 0, "wait": duration, "receive": 0},
+        "_baton": {
+            "id": interaction.id,
+            "tags": {k: v for k, v in interaction.tags.items() if k != "imported_from"},
+        },
+    }
+    messages = interaction.tags.get("websocket_messages")
+    if isinstance(messages, list):
+        entry["_webSocketMessages"] = messages
+    return entry
+
+
+def export_har(interactions: Iterable[Interaction], creator_version: str = "") -> dict[str, Any]:
+    """A HAR 1.2 document holding every interaction."""
+    return {
+        "log": {
+            "version": "1.2",
+            "creator": {"name": "baton", "version": creator_version or "0"},
+            "pages": [],
+            "entries": [_entry_out(i) for i in interactions],
+        }
+    }

@@ -1,0 +1,63 @@
+"""What every importer of foreign recordings shares: results, and bodies that agree with headers.
+
+Tools that record HTTP often store a body *decoded* while keeping the
+``Content-Encoding`` header that described the bytes on the wire (browsers
+in HAR, VCR.py's httpx and aiohttp stubs). A cassette must not contradict
+itself: such a body is kept as stored and the stale ``Content-Encoding`` and
+``Content-Length`` headers are dropped — baton never invents compressed
+bytes that were not on the wire. A body that really is encoded keeps both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cassettes.content_coding import decode_body
+from cassettes.errors import ContentCodingError
+from cassettes.model import Headers, Interaction, header_values
+
+__all__ = ["ImportResult", "Skipped", "consistent_body", "normalise_http_version"]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An entry that could not be imported, and why."""
+
+    index: int
+    reason: str
+
+
+@dataclass
+class ImportResult:
+    """Interactions read from a foreign file, what was skipped, and notes on what changed."""
+
+    interactions: list[Interaction] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def normalise_http_version(text: str | None) -> str:
+    """``HTTP/2.0`` for "h2", "HTTP/2" and "http/2.0"; ``HTTP/1.1`` when empty."""
+    value = (text or "").strip().upper()
+    if not value:
+        return "HTTP/1.1"
+    if value in ("H2", "HTTP/2", "HTTP/2.0"):
+        return "HTTP/2.0"
+    if value in ("H3", "HTTP/3", "HTTP/3.0"):
+        return "HTTP/3"
+    return value if value.startswith("HTTP/") else f"HTTP/{value}"
+
+
+def consistent_body(headers: Headers, body: bytes | None, where: str, notes: list[str]) -> Headers:
+    """Drop a ``Content-Encoding`` the body does not carry (it was stored decoded)."""
+    encodings = header_values(headers, "content-encoding")
+    if not body or not encodings:
+        return headers
+    try:
+        decode_body(body, encodings[0])
+        return headers  # the body really is encoded: keep both as they are
+    except ContentCodingError:
+        notes.append(f"{where}: body stored decoded; dropped Content-Encoding: {encodings[0]}")
+        return tuple(
+            (n, v) for n, v in headers if n.lower() not in ("content-encoding", "content-length")
+        )
