@@ -434,3 +434,31 @@ def test_lint_flags_secret_shapes_and_ignores_placeholders(tmp_path: Path) -> No
         with CassetteWriter(clean, redactor=None) as writer:
             writer.append(sample(1))
         assert run_baton(["lint", str(clean)]).returncode == 0
+
+
+@needs_corpus
+def test_mitmproxy_reads_the_exported_har(tmp_path: Path) -> None:
+    cassette = tmp_path / "mixed.cassette"
+    sources = [CORPUS / "har/mitmproxy-diff_data.har", CORPUS / "vcrpy/vcrpy-gzip_requests.yaml"]
+    assert run_baton(["import", *map(str, sources), "-o", str(cassette)]).returncode == 0
+    har = tmp_path / "mixed.har"
+    assert run_baton(["export", str(cassette), "-o", str(har)]).returncode == 0
+    mitmdump = Path(sys.executable).with_name("mitmdump")
+    result = subprocess.run(
+        [
+            str(mitmdump),
+            "-n",
+            "-r",
+            str(har),
+            "--set",
+            "flow_detail=1",
+            "--set",
+            f"confdir={tmp_path / 'mitm'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "https://httpbin.org/gzip" in result.stdout
+    assert result.stdout.count("<< ") == len(read_cassette(cassette))
