@@ -69,7 +69,8 @@ def render_text(report: DriftReport) -> str:
         extra = Counter(o.outcome for o in outcomes if o.outcome != "compared")
         more = "".join(f", {n} {kind}" for kind, n in extra.items())
         lines.append("")
-        lines.append(f"{endpoint}  ({len(outcomes)} interactions: {status}{more})")
+        count = f"{len(outcomes)} interaction{'s' if len(outcomes) != 1 else ''}"
+        lines.append(f"{endpoint}  ({count}: {status}{more})")
         for drift in _ORDER:
             kinds: dict[tuple[str, str], list[Change]] = {}
             for change in changes:

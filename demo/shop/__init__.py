@@ -1,0 +1,1 @@
+"""The demo shop: catalog, cart and payments, three real ASGI services."""
