@@ -906,7 +906,7 @@ def textconv(cassette: Path) -> None:
     """Print CASSETTE as stable text for git diff (a textconv driver).
 
     \b
-    Set up once per repository:
+    Example (set up once per repository):
       echo '*.cassette diff=baton' >> .gitattributes
       git config diff.baton.textconv 'baton textconv'
     """
