@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.load import VENV_BIN, save, start_upstream, table
+from bench.load import save, start_upstream, table
 from bench.upstream import BODY
 from cassettes import CassetteWriter, Interaction, Request, Response
 
@@ -50,21 +49,32 @@ def build_cassette(path: Path, count: int) -> None:
             )
 
 
+# Runs the CLI and reports the process's own peak resident memory (VmHWM) at
+# exit; ru_maxrss would include what the parent held when it forked.
+REPORTING_PEAK = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: sys.stderr.write(next(l for l in open('/proc/self/status')"
+    " if l.startswith('VmHWM'))))\n"
+    "from proxy.cli import main\n"
+    "sys.argv = ['baton', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
 def run(args: list[str]) -> tuple[float, int, dict[str, object]]:
     """Seconds, peak RSS (KiB) and the JSON summary of one `baton diff` process."""
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [str(VENV_BIN / "baton"), "diff", *args, "--format", "json"],
+        [sys.executable, "-c", REPORTING_PEAK, "diff", *args, "--format", "json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     out, err = proc.communicate(timeout=600)
     seconds = time.perf_counter() - start
-    # wait4 gives this child's own peak, not the maximum over all children.
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"baton diff failed: {err.decode()}")
-    return seconds, usage.ru_maxrss, json.loads(out)["summary"]
+    peak_kib = int(err.decode().rsplit("VmHWM:", 1)[1].split()[0])
+    return seconds, peak_kib, json.loads(out)["summary"]
 
 
 def main() -> int:

@@ -137,6 +137,10 @@ def interaction_to_object(interaction: Interaction) -> dict[str, Any]:
 # -- decoding -----------------------------------------------------------------
 
 
+def _as_text(value: str | bytes) -> str:
+    return value if isinstance(value, str) else value.decode("utf-8", "surrogateescape")
+
+
 class _Fields:
     """Typed access to one map of an object, with errors that name the field."""
 
@@ -196,20 +200,20 @@ class _Fields:
         if not isinstance(value, list):
             raise self._fail(name, "a list of [name, value] pairs")
         out: list[tuple[str, str]] = []
+        append = out.append
         for n, pair in enumerate(value):
-            if (
-                not isinstance(pair, list)
-                or len(pair) != 2
-                or not all(isinstance(part, str | bytes) for part in pair)
-            ):
-                raise CassetteFormatError(
-                    f"{self._where}: field {self._path}{name}[{n}]: expected a [name, value] pair"
-                )
-            out.append(
-                tuple(  # type: ignore[arg-type]
-                    part if isinstance(part, str) else part.decode("utf-8", "surrogateescape")
-                    for part in pair
-                )
+            # The common case, checked cheaply: a list of two str (this runs
+            # for every header of every interaction a reader loads).
+            if type(pair) is list and len(pair) == 2:
+                first, second = pair
+                if type(first) is str and type(second) is str:
+                    append((first, second))
+                    continue
+                if isinstance(first, str | bytes) and isinstance(second, str | bytes):
+                    append((_as_text(first), _as_text(second)))
+                    continue
+            raise CassetteFormatError(
+                f"{self._where}: field {self._path}{name}[{n}]: expected a [name, value] pair"
             )
         return tuple(out)
 

@@ -26,7 +26,10 @@ def runnable_blocks(markdown: str) -> list[list[str]]:
     import re
 
     blocks = re.findall(r"<!-- runnable -->\s*```sh\n(.*?)```", markdown, re.S)
-    return [[line for line in block.splitlines() if line.strip() and not line.startswith("#")] for block in blocks]
+    return [
+        [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+        for block in blocks
+    ]
 
 
 def test_the_readme_commands_marked_runnable_run_as_written() -> None:
@@ -37,10 +40,16 @@ def test_the_readme_commands_marked_runnable_run_as_written() -> None:
     blocks = runnable_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
     assert blocks, "the README has no runnable block"
     if not (ROOT / "demo" / "out" / "catalog.cassette").exists():
-        subprocess.run([sys.executable, str(ROOT / "demo" / "run.py")], cwd=ROOT, check=True,
-                       capture_output=True, timeout=240)
+        subprocess.run(
+            [sys.executable, str(ROOT / "demo" / "run.py")],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            timeout=240,
+        )
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     for command in (c for block in blocks for c in block):
-        result = subprocess.run(command, shell=True, cwd=ROOT, env=env, capture_output=True,
-                                text=True, timeout=120)
+        result = subprocess.run(
+            command, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
         assert result.returncode == 0, f"README command failed: {command}\n{result.stderr}"

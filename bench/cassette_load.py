@@ -1,0 +1,211 @@
+"""Cassettes: open + index time, file size and peak memory, baton vs VCR.py YAML and JSON.
+
+    python bench/cassette_load.py [--sizes 1000,10000,100000] [--rounds 3]
+
+The same traffic (GET /items/N with 1 KB JSON answers and ordinary headers)
+is written as a baton cassette and as VCR.py cassettes (YAML and JSON, with
+VCR.py's own serializers). Each load runs in a fresh process so its peak
+memory is its own:
+
+* baton: read the cassette and build the replay ``Index`` (what `baton
+  replay` and the pytest fixture do before serving);
+* VCR.py: ``Cassette.load`` (parse, then build its request/response
+  objects; VCR.py matches by scanning, so there is no index to build).
+
+VCR.py YAML at the largest size runs once (it takes close to a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.load import save, table
+from bench.upstream import BODY
+from cassettes import CassetteWriter, Interaction, Request, Response
+
+REQUEST_HEADERS = (
+    ("Host", "api.example.test"),
+    ("Accept", "application/json"),
+    ("User-Agent", "bench/1.0"),
+)
+RESPONSE_HEADERS = (
+    ("Content-Type", "application/json"),
+    ("Server", "uvicorn"),
+    ("Date", "Tue, 24 Nov 2026 12:00:00 GMT"),
+)
+
+LOADERS = {
+    "baton": (
+        "from replay.options import ReplayOptions\n"
+        "index = ReplayOptions().load([PATH], address=False)\n"
+        "count = len(index)\n"
+    ),
+    "VCR.py YAML": (
+        "from vcr.cassette import Cassette\n"
+        "from vcr.serializers import yamlserializer\n"
+        "cassette = Cassette.load(path=str(PATH), serializer=yamlserializer, record_mode='none')\n"
+        "count = len(cassette)\n"
+    ),
+    "VCR.py JSON": (
+        "from vcr.cassette import Cassette\n"
+        "from vcr.serializers import jsonserializer\n"
+        "cassette = Cassette.load(path=str(PATH), serializer=jsonserializer, record_mode='none')\n"
+        "count = len(cassette)\n"
+    ),
+}
+
+# VmHWM, not ru_maxrss: Linux hands a child its parent's ru_maxrss at fork,
+# while VmHWM belongs to the process's own address space.
+MEASURE = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {root!r})
+PATH = Path({path!r})
+import cassettes, replay.options, vcr.cassette, vcr.serializers.yamlserializer  # imports are not the load
+def high_water():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
+before = high_water()
+start = time.perf_counter()
+{loader}
+seconds = time.perf_counter() - start
+print(seconds, count, high_water() - before)
+"""
+
+
+def interactions(count: int) -> list[Interaction]:
+    out = []
+    for n in range(1, count + 1):
+        body = b'{"path": "/items/%d", ' % n + BODY[1:]
+        out.append(
+            Interaction(
+                str(n),
+                Request(
+                    "GET",
+                    "https",
+                    "api.example.test",
+                    443,
+                    f"/items/{n}",
+                    (),
+                    "HTTP/1.1",
+                    REQUEST_HEADERS,
+                ),
+                Response(
+                    200,
+                    "OK",
+                    "HTTP/1.1",
+                    (*RESPONSE_HEADERS, ("Content-Length", str(len(body)))),
+                    body,
+                ),
+                1.7e9 + n,
+                3.0,
+            )
+        )
+    return out
+
+
+def write_all(folder: Path, count: int) -> dict[str, Path]:
+    from vcr.serializers import jsonserializer, yamlserializer
+
+    items = interactions(count)
+    baton = folder / f"c{count}.cassette"
+    with CassetteWriter(baton, redactor=None) as writer:
+        for item in items:
+            writer.append(item)
+    data = {
+        "version": 1,
+        "interactions": [
+            {
+                "request": {
+                    "body": None,
+                    "headers": {k: [v] for k, v in i.request.headers},
+                    "method": i.request.method,
+                    "uri": i.request.url,
+                },
+                "response": {
+                    "status": {"code": i.response.status, "message": i.response.reason},
+                    "headers": {k: [v] for k, v in i.response.headers},
+                    "body": {"string": i.response.body.decode()},
+                },
+            }
+            for i in items
+            if i.response is not None
+        ],
+    }
+    yaml_path, json_path = folder / f"c{count}.yaml", folder / f"c{count}.json"
+    yaml_path.write_text(yamlserializer.serialize(data))
+    json_path.write_text(jsonserializer.serialize(data))
+    return {"baton": baton, "VCR.py YAML": yaml_path, "VCR.py JSON": json_path}
+
+
+def measure(loader: str, path: Path) -> tuple[float, int, int]:
+    code = MEASURE.format(
+        root=str(Path(__file__).resolve().parent.parent), path=str(path), loader=loader
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=900, check=True
+    )
+    seconds, count, peak_kib = out.stdout.split()
+    return float(seconds), int(count), int(peak_kib)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    largest = max(sizes)
+    results: dict[str, dict[str, object]] = {}
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for size in sizes:
+            files = write_all(Path(scratch), size)
+            baton_seconds = None
+            for name, path in files.items():
+                rounds = (
+                    1
+                    if (name == "VCR.py YAML" and size == largest and size >= 100_000)
+                    else args.rounds
+                )
+                runs = [measure(LOADERS[name], path) for _ in range(rounds)]
+                if any(count != size for _, count, _ in runs):
+                    raise SystemExit(f"{name} loaded {runs[0][1]} of {size} interactions")
+                seconds = statistics.median(r[0] for r in runs)
+                peak_mib = max(r[2] for r in runs) / 1024
+                baton_seconds = seconds if name == "baton" else baton_seconds
+                size_mb = path.stat().st_size / 1e6
+                results[f"{name} {size}"] = {
+                    "seconds": seconds,
+                    "file_mb": size_mb,
+                    "peak_mib": peak_mib,
+                    "rounds": rounds,
+                }
+                ratio = seconds / baton_seconds if baton_seconds else 1.0
+                rows.append(
+                    [
+                        f"{size:,}",
+                        name,
+                        f"{seconds:.3f}",
+                        f"{ratio:.1f}x",
+                        f"{size_mb:.1f}",
+                        f"{peak_mib:.0f}",
+                    ]
+                )
+                print(f"{size:,} {name}: {seconds:.3f} s", flush=True)
+    print()
+    print(f"open + index, medians of {args.rounds} (VCR.py YAML at {largest:,}: 1 run)")
+    print(table(rows, ["interactions", "format", "seconds", "vs baton", "file MB", "peak MiB"]))
+    path = save("cassette_load", {"settings": vars(args), "results": results})
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
