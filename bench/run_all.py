@@ -7,7 +7,12 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["record_overhead.py", "replay_throughput.py", "cassette_load.py", "diff_throughput.py"]
+BENCHMARKS = [
+    "record_overhead.py",
+    "replay_throughput.py",
+    "cassette_load.py",
+    "diff_throughput.py",
+]
 
 
 def main() -> int:

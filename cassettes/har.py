@@ -27,16 +27,19 @@ import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from cassettes.content_coding import decode_body
 from cassettes.errors import ContentCodingError
-from cassettes.imported import ImportResult, Skipped, consistent_body, normalise_http_version
+from cassettes.imported import (
+    ImportResult,
+    Skipped,
+    consistent_body,
+    normalise_http_version,
+    request_from_url,
+)
 from cassettes.model import Headers, Interaction, Request, Response, header_values
 
 __all__ = ["HarError", "export_har", "import_har", "load_har_document"]
-
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
 class HarError(ValueError):
@@ -111,9 +114,6 @@ def _request(entry: dict[str, Any], notes: list[str], where: str) -> Request:
     raw = entry.get("request")
     if not isinstance(raw, dict) or not isinstance(raw.get("url"), str):
         raise ValueError("no request URL")
-    parts = urlsplit(raw["url"])
-    if not parts.scheme or not parts.hostname:
-        raise ValueError(f"URL {raw['url']!r} is not absolute")
     headers = _headers(raw.get("headers"))
     body: bytes | None = b""
     post = raw.get("postData")
@@ -121,16 +121,12 @@ def _request(entry: dict[str, Any], notes: list[str], where: str) -> Request:
         body = _body_bytes(post)
         if not _is_exact(post):
             headers = consistent_body(headers, body, f"{where} request", notes)
-    return Request(
-        method=str(raw.get("method", "GET")).upper(),
-        scheme=parts.scheme,
-        host=parts.hostname,
-        port=parts.port or _DEFAULT_PORTS.get(parts.scheme, 80),
-        path=parts.path or "/",
-        query=tuple(parse_qsl(parts.query, keep_blank_values=True)),
-        http_version=normalise_http_version(raw.get("httpVersion")),
-        headers=headers,
-        body=body,
+    return request_from_url(
+        str(raw.get("method", "GET")),
+        raw["url"],
+        headers,
+        body,
+        normalise_http_version(raw.get("httpVersion")),
     )
 
 

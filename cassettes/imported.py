@@ -11,12 +11,45 @@ bytes that were not on the wire. A body that really is encoded keeps both.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
 
 from cassettes.content_coding import decode_body
 from cassettes.errors import ContentCodingError
-from cassettes.model import Headers, Interaction, header_values
+from cassettes.model import Headers, Interaction, Request, header_values
 
-__all__ = ["ImportResult", "Skipped", "consistent_body", "normalise_http_version"]
+__all__ = [
+    "ImportResult",
+    "Skipped",
+    "consistent_body",
+    "normalise_http_version",
+    "request_from_url",
+]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def request_from_url(
+    method: str,
+    url: str,
+    headers: Headers,
+    body: bytes | None,
+    http_version: str = "HTTP/1.1",
+) -> Request:
+    """A ``Request`` from an absolute URL, as foreign formats store it; ``ValueError`` if not absolute."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        raise ValueError(f"URL {url!r} is not absolute")
+    return Request(
+        method=method.upper(),
+        scheme=parts.scheme,
+        host=parts.hostname,
+        port=parts.port or _DEFAULT_PORTS.get(parts.scheme, 80),
+        path=parts.path or "/",
+        query=tuple(parse_qsl(parts.query, keep_blank_values=True)),
+        http_version=http_version,
+        headers=headers,
+        body=body,
+    )
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,16 @@ from __future__ import annotations
 import json
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
-from cassettes.imported import ImportResult, Skipped, consistent_body, normalise_http_version
+from cassettes.imported import (
+    ImportResult,
+    Skipped,
+    consistent_body,
+    normalise_http_version,
+    request_from_url,
+)
 from cassettes.model import Headers, Interaction, Request, Response
 
 __all__ = ["VcrError", "import_vcr", "looks_like_vcr"]
@@ -114,22 +119,10 @@ def _request(raw: dict[str, Any], notes: list[str], where: str) -> Request:
             raise ValueError("request has neither a uri nor a host")
         port = raw.get("port") or _DEFAULT_PORTS.get(protocol, 80)
         uri = f"{protocol}://{host}:{port}{raw.get('path', '/')}"
-    parts = urlsplit(uri)
-    if not parts.scheme or not parts.hostname:
-        raise ValueError(f"uri {uri!r} is not absolute")
     headers = _header_pairs(raw.get("headers"))
     body = _body(raw.get("body"))
     headers = consistent_body(headers, body, f"{where} request", notes)
-    return Request(
-        method=str(raw.get("method", "GET")).upper(),
-        scheme=parts.scheme,
-        host=parts.hostname,
-        port=parts.port or _DEFAULT_PORTS.get(parts.scheme, 80),
-        path=parts.path or "/",
-        query=tuple(parse_qsl(parts.query, keep_blank_values=True)),
-        headers=headers,
-        body=body,
-    )
+    return request_from_url(str(raw.get("method", "GET")), uri, headers, body)
 
 
 def _response(raw: dict[str, Any], notes: list[str], where: str) -> Response:

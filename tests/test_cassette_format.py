@@ -78,7 +78,7 @@ def interactions(draw: st.DrawFn) -> Interaction:
     )
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(interactions(), min_size=1, max_size=5))
 def test_any_interaction_round_trips_through_writer_and_reader(items: list[Interaction]) -> None:
     with tempfile.TemporaryDirectory() as folder:
@@ -99,7 +99,7 @@ def _read_all(data: bytes) -> list[Interaction]:
             return []
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=2000))
 def test_any_bytes_give_interactions_or_a_cassette_error(data: bytes) -> None:
     _read_all(data)
@@ -120,7 +120,7 @@ msgpack_values = st.recursive(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(msgpack_values, max_size=4), interactions())
 def test_well_formed_msgpack_of_the_wrong_shape_is_a_cassette_error(
     objects: list[object], good: Interaction

@@ -329,7 +329,9 @@ safe_interactions = (
 
 
 @settings(
-    max_examples=60, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 @given(st.lists(safe_interactions, min_size=1, max_size=3))
 def test_any_cassette_exports_to_har_and_imports_back_equal(items: list[Interaction]) -> None:
