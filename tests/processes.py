@@ -54,20 +54,23 @@ class Upstream:
     proc: subprocess.Popen[bytes]
     port: int
     scheme: str
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def stop(self) -> None:
         _stop(self.proc)
 
 
-def start_upstream(app: str, tls: TLSFiles | None = None, timeout: float = 30.0) -> Upstream:
-    """Start ``app`` ("httpbin" or "echo") on an ephemeral port and wait until it answers."""
+def start_upstream(
+    app: str, tls: TLSFiles | None = None, timeout: float = 30.0, host: str = "127.0.0.1"
+) -> Upstream:
+    """Start ``app`` ("httpbin", "echo", "shop-v1/2") on an ephemeral port; wait until it answers."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind((host, 0))
     sock.listen(1024)
     port = sock.getsockname()[1]
     args = [sys.executable, str(HERE / "upstream_apps.py"), app, str(sock.fileno())]
@@ -75,7 +78,7 @@ def start_upstream(app: str, tls: TLSFiles | None = None, timeout: float = 30.0)
         args += ["--cert", str(tls.cert), "--key", str(tls.key)]
     proc = subprocess.Popen(args, pass_fds=[sock.fileno()])
     sock.close()
-    upstream = Upstream(proc, port, "https" if tls else "http")
+    upstream = Upstream(proc, port, "https" if tls else "http", host)
     deadline = time.monotonic() + timeout
     verify: ssl.SSLContext | bool = trusting(tls.ca) if tls else False
     while True:
