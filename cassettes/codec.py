@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 
@@ -251,6 +251,88 @@ def _response_in(fields: _Fields) -> Response:
     )
 
 
+_STR = str
+_TEXT_FIELDS = ("method", "scheme", "host", "path", "http_version")
+
+
+def _fast_pairs(value: Any) -> Pairs | None:
+    if type(value) is not list:
+        return None
+    out = []
+    for pair in value:
+        if type(pair) is not list or len(pair) != 2:
+            return None
+        first, second = pair
+        if type(first) is not _STR or type(second) is not _STR:
+            return None
+        out.append((first, second))
+    return tuple(out)
+
+
+def _fast_interaction(obj: dict[str, Any]) -> Interaction | None:
+    """The common, well-formed case without per-field wrappers; None sends it to the full check.
+
+    Every type is still checked: anything unexpected (bytes text, a missing or
+    extra-typed field) returns None and the validating path names the problem.
+    """
+    request = obj.get("request")
+    response = obj.get("response")
+    if type(request) is not dict or (response is not None and type(response) is not dict):
+        return None
+    texts = [request.get(name) for name in _TEXT_FIELDS]
+    if any(type(t) is not _STR for t in texts):
+        return None
+    port, req_body = request.get("port"), request.get("body")
+    if type(port) is not int or (req_body is not None and type(req_body) is not bytes):
+        return None
+    query, req_headers = _fast_pairs(request.get("query")), _fast_pairs(request.get("headers"))
+    if query is None or req_headers is None:
+        return None
+    built_response = None
+    if response is not None:
+        status, reason, version = (
+            response.get("status"),
+            response.get("reason"),
+            response.get("http_version"),
+        )
+        body, trailers = response.get("body"), response.get("trailers")
+        headers = _fast_pairs(response.get("headers"))
+        fast_trailers = None if trailers is None else _fast_pairs(trailers)
+        if (
+            type(status) is not int
+            or type(reason) is not _STR
+            or type(version) is not _STR
+            or (body is not None and type(body) is not bytes)
+            or headers is None
+            or (trailers is not None and fast_trailers is None)
+        ):
+            return None
+        built_response = Response(status, reason, version, headers, body, fast_trailers)
+    identity, recorded_at = obj.get("id"), obj.get("recorded_at")
+    duration, error, tags = obj.get("duration_ms"), obj.get("error"), obj.get("tags")
+    if (
+        type(identity) is not _STR
+        or type(recorded_at) not in (float, int)
+        or (duration is not None and type(duration) not in (float, int))
+        or (error is not None and type(error) is not _STR)
+        or (tags is not None and type(tags) is not dict)
+        or (built_response is None and error is None)
+    ):
+        return None
+    method, scheme, host, path, http_version = cast(list[str], texts)
+    return Interaction(
+        id=identity,
+        request=Request(
+            method, scheme, host, port, path, query, http_version, req_headers, req_body
+        ),
+        response=built_response,
+        recorded_at=float(cast(float, recorded_at)),
+        duration_ms=None if duration is None else float(duration),
+        error=error,
+        tags=tags if tags is not None else {},
+    )
+
+
 def interaction_from_object(obj: Any, where: str, version: int = FORMAT_VERSION) -> Interaction:
     """Build an ``Interaction`` from a decoded map, validating every field.
 
@@ -261,6 +343,9 @@ def interaction_from_object(obj: Any, where: str, version: int = FORMAT_VERSION)
         raise CassetteFormatError(f"{where}: expected an interaction map")
     for step in range(version, FORMAT_VERSION):
         obj = MIGRATIONS[step](obj)
+    fast = _fast_interaction(obj)
+    if fast is not None:
+        return fast
     fields = _Fields(obj, where, "")
     tags = fields.raw("tags")
     if tags is None:
