@@ -49,21 +49,16 @@ from bench.load import (
 from cassettes import read_cassette
 
 WIREMOCK_VERSION = "3.13.2"
+TALKBACK_VERSION = "4.2.0"
 CACHE = ROOT / "bench" / ".cache"
 
 
-def wiremock_jar() -> Path:
-    """The standalone jar from the npm package, installed once into bench/.cache."""
-    jar = (
-        CACHE
-        / "node_modules"
-        / "wiremock"
-        / "build"
-        / f"wiremock-standalone-{WIREMOCK_VERSION}.jar"
-    )
-    if not jar.exists():
-        if not shutil.which("npm") or not shutil.which("java"):
-            raise SystemExit("WireMock needs npm (to fetch it) and java (to run it)")
+def npm_package(name: str, version: str) -> Path:
+    """Install ``name@version`` from the npm registry into bench/.cache once; its folder."""
+    folder = CACHE / "node_modules" / name
+    if not (folder / "package.json").exists():
+        if not shutil.which("npm"):
+            raise SystemExit(f"{name} needs npm to be fetched")
         CACHE.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [
@@ -73,12 +68,43 @@ def wiremock_jar() -> Path:
                 "--no-fund",
                 "--prefix",
                 str(CACHE),
-                f"wiremock@{WIREMOCK_VERSION}",
+                f"{name}@{version}",
             ],
             check=True,
             capture_output=True,
         )
-    return jar
+    return folder
+
+
+def talkback_tapes(cassette: Path, root: Path) -> None:
+    """One talkback tape per recorded exchange, with the same answers baton serves."""
+    root.mkdir(parents=True)
+    for number, interaction in enumerate(read_cassette(cassette)):
+        request, response = interaction.request, interaction.response
+        assert response is not None and response.body is not None
+        tape = {
+            "meta": {
+                "createdAt": "2026-01-01T00:00:00.000Z",
+                "host": "http://127.0.0.1:9",
+                "reqHumanReadable": True,
+                "resHumanReadable": True,
+            },
+            "req": {"url": request.target, "method": request.method, "headers": {}, "body": ""},
+            "res": {
+                "status": response.status,
+                "headers": {name: [value] for name, value in response.headers},
+                "body": response.body.decode("utf-8"),
+            },
+        }
+        (root / f"tape-{number}.json5").write_text(json.dumps(tape))
+
+
+def wiremock_jar() -> Path:
+    """The standalone jar from the npm package, installed once into bench/.cache."""
+    if not shutil.which("java"):
+        raise SystemExit("WireMock needs java to run")
+    folder = npm_package("wiremock", WIREMOCK_VERSION)
+    return folder / "build" / f"wiremock-standalone-{WIREMOCK_VERSION}.jar"
 
 
 def wiremock_mappings(cassette: Path, root: Path) -> int:
@@ -125,6 +151,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--paths", type=int, default=50)
     parser.add_argument("--no-wiremock", action="store_true")
+    parser.add_argument("--no-talkback", action="store_true")
     args = parser.parse_args()
     paths = [f"/items/{n}" for n in range(1, args.paths + 1)]
 
@@ -164,7 +191,9 @@ def main() -> int:
 
         script = rotating_paths_script(paths, scratch)
         contenders: dict[str, list[str]] = {}
-        fast_port, mitm_port, server_replay_port, wiremock_port = (free_port() for _ in range(4))
+        fast_port, mitm_port, server_replay_port, wiremock_port, talkback_port = (
+            free_port() for _ in range(5)
+        )
         contenders["baton replay (fast path)"] = [
             str(VENV_BIN / "baton"),
             "replay",
@@ -224,6 +253,17 @@ def main() -> int:
                 "--disable-request-logging",
             ]
             ports["WireMock"] = wiremock_port
+        if not args.no_talkback:
+            tapes = scratch / "talkback"
+            talkback_tapes(cassette, tapes)
+            npm_package("talkback", TALKBACK_VERSION)
+            contenders["talkback"] = [
+                "node",
+                str(ROOT / "bench" / "talkback_server.js"),
+                str(talkback_port),
+                str(tapes),
+            ]
+            ports["talkback"] = talkback_port
 
         results: dict[str, list[WrkResult]] = {name: [] for name in contenders}
         startup: dict[str, list[float]] = {name: [] for name in contenders}
