@@ -7,6 +7,7 @@ Every process a benchmark starts is stopped by its own PID.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import shutil
@@ -195,7 +196,7 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "implementation": sys.executable,
         "mitmproxy": mitmproxy.version.VERSION,
-        "cpus": __import__("os").cpu_count(),
+        "cpus": os.cpu_count(),
         "platform": platform.platform(),
     }
 

@@ -251,7 +251,6 @@ def _response_in(fields: _Fields) -> Response:
     )
 
 
-_STR = str
 _TEXT_FIELDS = ("method", "scheme", "host", "path", "http_version")
 
 
@@ -263,7 +262,7 @@ def _fast_pairs(value: Any) -> Pairs | None:
         if type(pair) is not list or len(pair) != 2:
             return None
         first, second = pair
-        if type(first) is not _STR or type(second) is not _STR:
+        if type(first) is not str or type(second) is not str:
             return None
         out.append((first, second))
     return tuple(out)
@@ -280,7 +279,7 @@ def _fast_interaction(obj: dict[str, Any]) -> Interaction | None:
     if type(request) is not dict or (response is not None and type(response) is not dict):
         return None
     texts = [request.get(name) for name in _TEXT_FIELDS]
-    if any(type(t) is not _STR for t in texts):
+    if any(type(t) is not str for t in texts):
         return None
     port, req_body = request.get("port"), request.get("body")
     if type(port) is not int or (req_body is not None and type(req_body) is not bytes):
@@ -300,8 +299,8 @@ def _fast_interaction(obj: dict[str, Any]) -> Interaction | None:
         fast_trailers = None if trailers is None else _fast_pairs(trailers)
         if (
             type(status) is not int
-            or type(reason) is not _STR
-            or type(version) is not _STR
+            or type(reason) is not str
+            or type(version) is not str
             or (body is not None and type(body) is not bytes)
             or headers is None
             or (trailers is not None and fast_trailers is None)
@@ -311,10 +310,10 @@ def _fast_interaction(obj: dict[str, Any]) -> Interaction | None:
     identity, recorded_at = obj.get("id"), obj.get("recorded_at")
     duration, error, tags = obj.get("duration_ms"), obj.get("error"), obj.get("tags")
     if (
-        type(identity) is not _STR
+        type(identity) is not str
         or type(recorded_at) not in (float, int)
         or (duration is not None and type(duration) not in (float, int))
-        or (error is not None and type(error) is not _STR)
+        or (error is not None and type(error) is not str)
         or (tags is not None and type(tags) is not dict)
         or (built_response is None and error is None)
     ):

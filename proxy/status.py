@@ -15,6 +15,7 @@ from rich.status import Status
 
 if TYPE_CHECKING:
     from proxy.recorder import Recorder
+    from replay.index import Index
 
 __all__ = ["RecordingStatus"]
 
@@ -75,11 +76,8 @@ class RecordingStatus:
         click.echo(line, err=True)
 
 
-def replay_summary(index: object) -> list[str]:
+def replay_summary(index: Index) -> list[str]:
     """Lines printed when replay stops: hits, misses (each named), unused."""
-    from replay.index import Index
-
-    assert isinstance(index, Index)
     lines = [f"baton: {index.summary()}"]
     for miss in index.misses[:20]:
         lines.append("baton: miss: " + miss.report().splitlines()[0].removeprefix("baton: "))

@@ -59,24 +59,11 @@ def v1_cassette(
 ) -> Path:
     from tests.processes import start_baton
 
+    def starter(*args: str) -> BatonProcess:
+        return start_baton([*args, "--set", f"confdir={mitm_confdir}"])
+
     cassette = tmp_path_factory.mktemp("drift") / "shop-v1.cassette"
-    recorder = start_baton(
-        [
-            "record",
-            "-o",
-            str(cassette),
-            "--mode",
-            f"reverse:{shop_v1.url}",
-            "--listen-port",
-            "0",
-            "--set",
-            f"confdir={mitm_confdir}",
-        ]
-    )
-    with httpx.Client(base_url=recorder.url, trust_env=False, timeout=30) as client:
-        for method, path in CALLS:
-            client.request(method, path, json={"item": 1} if method == "POST" else None)
-    assert recorder.stop() == 0
+    record_shop(starter, shop_v1, cassette)
     return cassette
 
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from cassettes import CassetteWriter, Interaction, Request, Response, read_cassette
 from cassettes.har import export_har, import_har
-from proxy.importing import SourceError, import_file
+from proxy.importing import SourceError, SourceFormat, import_file
 from tests.processes import BatonProcess, Upstream, run_baton
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,7 +172,7 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="not a har file"):
         import_file(
             CORPUS / "vcrpy/vcrpy-gzip_requests.yaml",
-            forced=__import__("proxy.importing").importing.SourceFormat.HAR,
+            forced=SourceFormat.HAR,
         )
 
 
