@@ -35,4 +35,4 @@ clean:
 	rm -rf $(VENV) .venv-* .pytest_cache .ruff_cache .mypy_cache .hypothesis demo/out bench/results
 
 docs: $(STAMP)
-	$(PY) -m proxy.reference > docs/reference.md
+	$(PY) -m baton.proxy.cli.reference > docs/reference.md

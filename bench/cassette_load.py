@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from baton.cassettes import CassetteWriter, Interaction, Request, Response
 from bench.load import save, table
 from bench.upstream import BODY
-from cassettes import CassetteWriter, Interaction, Request, Response
 
 REQUEST_HEADERS = (
     ("Host", "api.example.test"),
@@ -43,7 +43,7 @@ RESPONSE_HEADERS = (
 
 LOADERS = {
     "baton": (
-        "from replay.options import ReplayOptions\n"
+        "from baton.replay.options import ReplayOptions\n"
         "index = ReplayOptions().load([PATH], address=False)\n"
         "count = len(index)\n"
     ),
@@ -68,7 +68,7 @@ import sys, time
 from pathlib import Path
 sys.path.insert(0, {root!r})
 PATH = Path({path!r})
-import cassettes, replay.options, vcr.cassette, vcr.serializers.yamlserializer  # imports are not the load
+import baton.cassettes, baton.replay.options, vcr.cassette, vcr.serializers.yamlserializer  # imports are not the load
 def high_water():
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
 before = high_water()

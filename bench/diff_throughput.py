@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from baton.cassettes import CassetteWriter, Interaction, Request, Response
 from bench.load import save, start_upstream, table
 from bench.upstream import BODY
-from cassettes import CassetteWriter, Interaction, Request, Response
 
 
 def build_cassette(path: Path, count: int) -> None:
@@ -55,7 +55,7 @@ REPORTING_PEAK = (
     "import atexit, sys\n"
     "atexit.register(lambda: sys.stderr.write(next(l for l in open('/proc/self/status')"
     " if l.startswith('VmHWM'))))\n"
-    "from proxy.cli import main\n"
+    "from baton.proxy.cli import main\n"
     "sys.argv = ['baton', *sys.argv[1:]]\n"
     "main()\n"
 )

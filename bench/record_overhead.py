@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from baton.cassettes import CassetteReader
 from bench.load import (
     VENV_BIN,
     WrkResult,
@@ -29,7 +30,6 @@ from bench.load import (
     start_upstream,
     table,
 )
-from cassettes import CassetteReader
 
 
 def main() -> int:

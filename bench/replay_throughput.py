@@ -33,6 +33,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from baton.cassettes import read_cassette
 from bench.load import (
     ROOT,
     VENV_BIN,
@@ -46,7 +47,6 @@ from bench.load import (
     start_upstream,
     table,
 )
-from cassettes import read_cassette
 
 WIREMOCK_VERSION = "3.13.2"
 TALKBACK_VERSION = "4.2.0"

@@ -6,8 +6,8 @@ the format can be read, written and tested on its own.
 
 from __future__ import annotations
 
-from cassettes.codec import FORMAT_NAME, FORMAT_VERSION
-from cassettes.errors import (
+from baton.cassettes.codec import FORMAT_NAME, FORMAT_VERSION
+from baton.cassettes.errors import (
     CassetteError,
     CassetteFormatError,
     CassetteLockedError,
@@ -16,11 +16,16 @@ from cassettes.errors import (
     RedactionError,
     UnsupportedVersion,
 )
-from cassettes.model import Interaction, Request, Response
-from cassettes.reader import CassetteReader, ReadLimits, read_cassette
-from cassettes.redaction import PLACEHOLDER_PATTERN, RedactionRules, Redactor, load_or_create_key
-from cassettes.repair import RepairReport, repair
-from cassettes.writer import CassetteWriter, FsyncPolicy
+from baton.cassettes.model import Interaction, Request, Response
+from baton.cassettes.reader import CassetteReader, ReadLimits, read_cassette
+from baton.cassettes.redaction import (
+    PLACEHOLDER_PATTERN,
+    RedactionRules,
+    Redactor,
+    load_or_create_key,
+)
+from baton.cassettes.repair import RepairReport, repair
+from baton.cassettes.writer import CassetteWriter, FsyncPolicy
 
 __all__ = [
     "FORMAT_NAME",

@@ -14,8 +14,8 @@ from typing import Any, cast
 
 import msgpack
 
-from cassettes.errors import CassetteFormatError, UnsupportedVersion
-from cassettes.model import Interaction, Pairs, Request, Response
+from baton.cassettes.errors import CassetteFormatError, UnsupportedVersion
+from baton.cassettes.model import Interaction, Pairs, Request, Response
 
 __all__ = [
     "FORMAT_NAME",

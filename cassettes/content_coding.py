@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import zlib
 
-from cassettes.errors import ContentCodingError
+from baton.cassettes.errors import ContentCodingError
 
 __all__ = ["MAX_DECODED_BYTES", "decode_body", "encode_body", "parse_codings"]
 

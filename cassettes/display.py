@@ -13,9 +13,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from cassettes.content_coding import decode_body
-from cassettes.errors import ContentCodingError
-from cassettes.model import Headers, Interaction
+from baton.cassettes.content_coding import decode_body
+from baton.cassettes.errors import ContentCodingError
+from baton.cassettes.model import Headers, Interaction
 
 __all__ = ["body_as_text", "interaction_to_json", "render_interaction"]
 

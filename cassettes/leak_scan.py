@@ -17,10 +17,10 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from cassettes.content_coding import decode_body
-from cassettes.errors import ContentCodingError
-from cassettes.model import Headers, Interaction, header_values
-from cassettes.redaction import PLACEHOLDER_PATTERN
+from baton.cassettes.content_coding import decode_body
+from baton.cassettes.errors import ContentCodingError
+from baton.cassettes.model import Headers, Interaction, header_values
+from baton.cassettes.redaction import PLACEHOLDER_PATTERN
 
 __all__ = ["Finding", "scan_interaction"]
 

@@ -23,9 +23,9 @@ from typing import IO, Any
 
 import msgpack
 
-from cassettes.codec import check_header, interaction_from_object
-from cassettes.errors import CassetteError, CassetteFormatError
-from cassettes.model import Interaction
+from baton.cassettes.codec import check_header, interaction_from_object
+from baton.cassettes.errors import CassetteError, CassetteFormatError
+from baton.cassettes.model import Interaction
 
 __all__ = ["CassetteReader", "RawObject", "ReadLimits", "read_cassette"]
 

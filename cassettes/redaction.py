@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote_plus
 
-from cassettes.content_coding import decode_body, encode_body, parse_codings
-from cassettes.errors import ContentCodingError, RedactionError
-from cassettes.model import Headers, Interaction, Pairs, Request
+from baton.cassettes.content_coding import decode_body, encode_body, parse_codings
+from baton.cassettes.errors import ContentCodingError, RedactionError
+from baton.cassettes.model import Headers, Interaction, Pairs, Request
 
 __all__ = [
     "DEFAULT_FIELDS",

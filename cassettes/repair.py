@@ -19,9 +19,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cassettes.codec import interaction_from_object
-from cassettes.errors import CassetteError, CassetteFormatError, CassetteLockedError
-from cassettes.reader import CassetteReader
+from baton.cassettes.codec import interaction_from_object
+from baton.cassettes.errors import CassetteError, CassetteFormatError, CassetteLockedError
+from baton.cassettes.reader import CassetteReader
 
 __all__ = ["RepairReport", "backup_path", "repair"]
 

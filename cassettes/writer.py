@@ -33,11 +33,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from cassettes.codec import interaction_to_object, make_header, pack
-from cassettes.errors import CassetteError, CassetteLockedError, CassetteTornError
-from cassettes.model import Interaction
-from cassettes.reader import CassetteReader
-from cassettes.redaction import Redactor
+from baton.cassettes.codec import interaction_to_object, make_header, pack
+from baton.cassettes.errors import CassetteError, CassetteLockedError, CassetteTornError
+from baton.cassettes.model import Interaction
+from baton.cassettes.reader import CassetteReader
+from baton.cassettes.redaction import Redactor
 
 __all__ = ["CassetteWriter", "FsyncPolicy"]
 

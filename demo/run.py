@@ -26,7 +26,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo" / "out"
-BATON = [sys.executable, "-m", "proxy.cli"]
+BATON = [sys.executable, "-m", "baton.proxy.cli"]
 TTY = sys.stdout.isatty()
 
 

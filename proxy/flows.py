@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from cassettes.model import Headers, Interaction, Request, Response
+from baton.cassettes.model import Headers, Interaction, Request, Response
 
 __all__ = ["interaction_from_flow", "request_from_flow", "response_from_flow"]
 

@@ -9,7 +9,7 @@ one a script silently does nothing. Each addon stays idle until its own
 option names a cassette.
 """
 
-from proxy.recorder import Recorder
-from proxy.replayer import Replayer
+from baton.proxy.recorder import Recorder
+from baton.proxy.replayer import Replayer
 
 addons = [Replayer(), Recorder()]

@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from replay.index import Index
-from replay.options import ReplayOptions, recorded_origins
-from replay.record_mode import RecordMode
+from baton.replay.index import Index
+from baton.replay.options import ReplayOptions, recorded_origins
+from baton.replay.record_mode import RecordMode
 
 __all__ = ["BatonReplay"]
 
@@ -99,7 +99,7 @@ class BatonReplay:
         if self._needs_network():
             return self._start_proxy(f"reverse:{self._upstream_url()}")
         if self._fast is None:
-            from replay.server import ReplayServer
+            from baton.replay.server import ReplayServer
 
             self.index = self._options.load(self.cassettes, address=False)
             runner = _Thread("baton-replay")
@@ -167,8 +167,8 @@ class BatonReplay:
         started = self._proxies.get(mode)
         if started is not None:
             return started[3]
-        from proxy.replayer import Replayer
-        from proxy.running import ProxySettings, run_proxy
+        from baton.proxy.replayer import Replayer
+        from baton.proxy.running import ProxySettings, run_proxy
 
         replayer = Replayer()
         settings = ProxySettings(

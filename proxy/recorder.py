@@ -20,10 +20,10 @@ from collections.abc import Sequence
 
 from mitmproxy import ctx, exceptions, http
 
-from cassettes.errors import CassetteError, RedactionError
-from cassettes.redaction import RedactionRules, Redactor, load_or_create_key
-from cassettes.writer import CassetteWriter, FsyncPolicy
-from proxy.flows import interaction_from_flow
+from baton.cassettes.errors import CassetteError, RedactionError
+from baton.cassettes.redaction import RedactionRules, Redactor, load_or_create_key
+from baton.cassettes.writer import CassetteWriter, FsyncPolicy
+from baton.proxy.flows import interaction_from_flow
 
 __all__ = ["Recorder"]
 

@@ -16,15 +16,15 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
-from cassettes.errors import CassetteError, RedactionError
-from cassettes.model import Interaction
-from cassettes.redaction import RedactionRules, Redactor, load_or_create_key
-from cassettes.repair import backup_path
-from cassettes.writer import CassetteWriter
-from proxy.flows import interaction_from_flow, request_from_flow
-from replay.index import ExhaustedPolicy, Index, Miss
-from replay.options import ReplayOptions
-from replay.record_mode import RecordMode
+from baton.cassettes.errors import CassetteError, RedactionError
+from baton.cassettes.model import Interaction
+from baton.cassettes.redaction import RedactionRules, Redactor, load_or_create_key
+from baton.cassettes.repair import backup_path
+from baton.cassettes.writer import CassetteWriter
+from baton.proxy.flows import interaction_from_flow, request_from_flow
+from baton.replay.index import ExhaustedPolicy, Index, Miss
+from baton.replay.options import ReplayOptions
+from baton.replay.record_mode import RecordMode
 
 __all__ = ["Replayer", "flow_response"]
 

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.status import Status
 
 if TYPE_CHECKING:
-    from proxy.recorder import Recorder
-    from replay.index import Index
+    from baton.proxy.recorder import Recorder
+    from baton.replay.index import Index
 
 __all__ = ["RecordingStatus"]
 

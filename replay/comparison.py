@@ -31,9 +31,9 @@ from typing import Any
 
 from deepdiff import DeepDiff
 
-from cassettes.content_coding import decode_body
-from cassettes.errors import ContentCodingError
-from cassettes.model import Headers, Response, header_values
+from baton.cassettes.content_coding import decode_body
+from baton.cassettes.errors import ContentCodingError
+from baton.cassettes.model import Headers, Response, header_values
 
 __all__ = [
     "NOISY_HEADERS",

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from cassettes.model import Interaction, Request, Response
-from cassettes.redaction import PLACEHOLDER_PATTERN
-from replay.comparison import (
+from baton.cassettes.model import Interaction, Request, Response
+from baton.cassettes.redaction import PLACEHOLDER_PATTERN
+from baton.replay.comparison import (
     Change,
     DriftClass,
     NoiseRules,
@@ -32,9 +32,9 @@ from replay.comparison import (
     endpoint_of,
     locations_that_differ,
 )
-from replay.index import Hit, Index
-from replay.matching import MatchConfig
-from replay.resend import Outgoing, Resender, ResendError
+from baton.replay.index import Hit, Index
+from baton.replay.matching import MatchConfig
+from baton.replay.resend import Outgoing, Resender, ResendError
 
 __all__ = [
     "DriftError",

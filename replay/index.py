@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from cassettes.model import Interaction, Request
-from cassettes.redaction import PLACEHOLDER_PATTERN
-from replay.matching import KeyPart, MatchConfig, Mismatch, explain, match_key
+from baton.cassettes.model import Interaction, Request
+from baton.cassettes.redaction import PLACEHOLDER_PATTERN
+from baton.replay.matching import KeyPart, MatchConfig, Mismatch, explain, match_key
 
 __all__ = ["ExhaustedPolicy", "Hit", "Index", "Miss"]
 

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from cassettes.content_coding import decode_body
-from cassettes.errors import ContentCodingError
-from cassettes.model import Request, header_values
-from cassettes.redaction import (
+from baton.cassettes.content_coding import decode_body
+from baton.cassettes.errors import ContentCodingError
+from baton.cassettes.model import Request, header_values
+from baton.cassettes.redaction import (
     PLACEHOLDER_PATTERN,
     RedactionRules,
     parse_json_path,

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cassettes.model import Interaction
-from cassettes.reader import read_cassette
-from cassettes.redaction import RedactionRules, Redactor, load_or_create_key
-from replay.index import ExhaustedPolicy, Index
-from replay.matching import MatchConfig, SecretPolicy
-from replay.record_mode import RecordMode
+from baton.cassettes.model import Interaction
+from baton.cassettes.reader import read_cassette
+from baton.cassettes.redaction import RedactionRules, Redactor, load_or_create_key
+from baton.replay.index import ExhaustedPolicy, Index
+from baton.replay.matching import MatchConfig, SecretPolicy
+from baton.replay.record_mode import RecordMode
 
 __all__ = ["ReplayOptions", "recorded_origins"]
 

@@ -13,8 +13,8 @@ from collections import Counter
 from typing import Any
 from xml.etree import ElementTree
 
-from replay.comparison import Change, DriftClass
-from replay.drift import DriftReport, Outcome, gate_includes
+from baton.replay.comparison import Change, DriftClass
+from baton.replay.drift import DriftReport, Outcome, gate_includes
 
 __all__ = ["SCHEMA_ID", "render"]
 

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from cassettes.model import Headers, Response
+from baton.cassettes.model import Headers, Response
 
 __all__ = ["Outgoing", "ResendError", "Resender"]
 

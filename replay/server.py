@@ -27,8 +27,8 @@ from urllib.parse import parse_qsl
 
 import httptools
 
-from cassettes.model import Interaction, Request, Response, header_values
-from replay.index import Hit, Index, Miss
+from baton.cassettes.model import Interaction, Request, Response, header_values
+from baton.replay.index import Hit, Index, Miss
 
 __all__ = ["ReplayServer", "miss_response", "serialize_response"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 HERE = Path(__file__).resolve().parent
-BATON = [sys.executable, "-m", "proxy.cli"]
+BATON = [sys.executable, "-m", "baton.proxy.cli"]
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cassettes import (
+from baton.cassettes import (
     CassetteError,
     CassetteFormatError,
     CassetteLockedError,
@@ -27,7 +27,7 @@ from cassettes import (
     read_cassette,
     repair,
 )
-from cassettes.codec import interaction_to_object, make_header, pack
+from baton.cassettes.codec import interaction_to_object, make_header, pack
 
 # Text as HTTP carries it: any bytes, decoded the way baton decodes them.
 wire_text = st.binary(max_size=40).map(lambda b: b.decode("utf-8", "surrogateescape"))
@@ -280,7 +280,7 @@ def test_a_failed_write_is_cut_back_so_the_file_stays_valid(tmp_path: Path) -> N
 import resource, sys
 sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
 from tests.test_cassette_format import sample
-from cassettes import CassetteWriter, CassetteError, Response
+from baton.cassettes import CassetteWriter, CassetteError, Response
 from dataclasses import replace
 writer = CassetteWriter({str(tmp_path / "full.cassette")!r}, redactor=None)
 writer.append(sample(1))

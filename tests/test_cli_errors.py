@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cassettes import CassetteWriter
-from cassettes.codec import make_header, pack
+from baton.cassettes import CassetteWriter
+from baton.cassettes.codec import make_header, pack
 from tests.processes import run_baton
 from tests.test_cassette_format import sample
 

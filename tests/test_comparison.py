@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from cassettes import Interaction, Request, Response
-from replay.comparison import DriftClass, NoiseRules, compare_responses, endpoint_of
-from replay.drift import diff_cassettes, gate_includes, outgoing_request, supplied_headers
+from baton.cassettes import Interaction, Request, Response
+from baton.replay.comparison import DriftClass, NoiseRules, compare_responses, endpoint_of
+from baton.replay.drift import diff_cassettes, gate_includes, outgoing_request, supplied_headers
 
 JSON = (("Content-Type", "application/json"),)
 

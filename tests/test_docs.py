@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proxy.reference import render_reference
+from baton.proxy.cli.reference import render_reference
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -15,7 +15,7 @@ def test_the_configuration_reference_is_current() -> None:
 
 
 def test_every_command_gives_an_example_in_its_help() -> None:
-    from proxy.cli import main
+    from baton.proxy.cli import main
 
     for name, command in main.commands.items():
         assert "Example" in (command.help or ""), f"baton {name} --help has no example"

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 from junitparser import JUnitXml
 
-from cassettes import CassetteWriter, Interaction, Request, Response
+from baton.cassettes import CassetteWriter, Interaction, Request, Response
 from tests.processes import BatonProcess, Upstream, run_baton, start_upstream, unused_port
 
 ROOT = Path(__file__).resolve().parent.parent

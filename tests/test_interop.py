@@ -15,16 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cassettes import CassetteWriter, Interaction, Request, Response, read_cassette
-from cassettes.har import export_har, import_har
-from proxy.importing import SourceError, SourceFormat, import_file
+from baton.cassettes import CassetteWriter, Interaction, Request, Response, read_cassette
+from baton.formats.detect import SourceError, SourceFormat, import_file
+from baton.formats.har import export_har, import_har
 from tests.processes import BatonProcess, Upstream, run_baton
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT.parent / "shared" / "corpus"
-needs_corpus = pytest.mark.skipif(
-    not CORPUS.is_dir(), reason=f"the shared corpus is not beside the checkout ({CORPUS})"
-)
+CORPUS = Path(__file__).resolve().parent / "corpus"
 
 # file, interactions, the first one's (method, URL prefix, status; None: no response), skipped entries
 EXPECTED = [
@@ -96,7 +93,6 @@ EXPECTED = [
 ]
 
 
-@needs_corpus
 @pytest.mark.parametrize(
     ("name", "count", "first", "skipped"), EXPECTED, ids=[e[0] for e in EXPECTED]
 )
@@ -114,7 +110,6 @@ def test_every_corpus_file_imports(name: str, count: int, first: tuple, skipped:
         assert interaction.response is not None and interaction.response.status == status
 
 
-@needs_corpus
 def test_corpus_details_that_matter() -> None:
     chrome = import_file(CORPUS / "har/mitmproxy-chrome.har")[1].interactions
     failed = [i for i in chrome if i.response is None]
@@ -158,7 +153,6 @@ def test_corpus_details_that_matter() -> None:
     assert [len(i.tags["websocket_messages"]) for i in ws_flows] == [1, 1, 3]
 
 
-@needs_corpus
 def test_refusals_are_one_line_and_write_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out.cassette"
     result = run_baton(["import", str(CORPUS / "mitmproxy/dumpfile-010.mitm"), "-o", str(out)])
@@ -197,7 +191,6 @@ def test_a_partly_bad_har_imports_what_it_can_and_names_the_rest(tmp_path: Path)
     assert len(read_cassette(out)) == 2
 
 
-@needs_corpus
 def test_redaction_applies_on_import(tmp_path: Path) -> None:
     out = tmp_path / "redacted.cassette"
     result = run_baton(
@@ -262,7 +255,6 @@ def test_recorded_cassette_to_har_and_back(
     assert json.loads(gzip_entry["text"])["gzipped"] is True and "_batonRaw" in gzip_entry
 
 
-@needs_corpus
 @pytest.mark.parametrize(
     "name", ["har/mitmproxy-diff_data.har", "har/mitmproxy-firefox.har", "har/mitmproxy-chrome.har"]
 )
@@ -399,7 +391,7 @@ def test_textconv_makes_git_diff_readable(tmp_path: Path) -> None:
     git("config", "user.email", "t@example.test")
     git("config", "user.name", "t")
     (repo / ".gitattributes").write_text("*.cassette diff=baton\n")
-    baton = f"{sys.executable} -m proxy.cli"
+    baton = f"{sys.executable} -m baton.proxy.cli"
     git("config", "diff.baton.textconv", f"{baton} textconv")
     from tests.test_cassette_format import sample
 
@@ -419,7 +411,7 @@ def test_textconv_makes_git_diff_readable(tmp_path: Path) -> None:
 
 
 def test_lint_flags_secret_shapes_and_ignores_placeholders(tmp_path: Path) -> None:
-    from cassettes import Request, Response
+    from baton.cassettes import Request, Response
 
     jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
     leaky = Interaction(
@@ -455,7 +447,6 @@ def test_lint_flags_secret_shapes_and_ignores_placeholders(tmp_path: Path) -> No
         assert run_baton(["lint", str(clean)]).returncode == 0
 
 
-@needs_corpus
 def test_mitmproxy_reads_the_exported_har(tmp_path: Path) -> None:
     cassette = tmp_path / "mixed.cassette"
     sources = [CORPUS / "har/mitmproxy-diff_data.har", CORPUS / "vcrpy/vcrpy-gzip_requests.yaml"]

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from cassettes import Interaction, RedactionRules, Redactor, Request, Response
-from replay.index import ExhaustedPolicy, Hit, Index, Miss
-from replay.matching import MatchConfig, SecretPolicy
+from baton.cassettes import Interaction, RedactionRules, Redactor, Request, Response
+from baton.replay.index import ExhaustedPolicy, Hit, Index, Miss
+from baton.replay.matching import MatchConfig, SecretPolicy
 
 KEY = bytes(range(32))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cassettes import read_cassette
+from baton.cassettes import read_cassette
 from tests.processes import BatonProcess, Upstream
 
 PROJECT_TESTS = """

@@ -12,7 +12,7 @@ from urllib.parse import quote, quote_plus
 
 import httpx
 
-from cassettes import PLACEHOLDER_PATTERN, Interaction, read_cassette
+from baton.cassettes import PLACEHOLDER_PATTERN, Interaction, read_cassette
 from tests.processes import BatonProcess, Upstream, trusting
 
 TOKEN = "tok-4f1c2e9a7b30"

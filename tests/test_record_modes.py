@@ -1,15 +1,14 @@
-"""The recorder in mitmproxy's other modes, with real clients, and the package layering."""
+"""The recorder in mitmproxy's other modes, with real clients."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from cassettes import read_cassette
+from baton.cassettes import read_cassette
 from tests.processes import BatonProcess, Upstream
 
 
@@ -68,15 +67,3 @@ def test_socks5_mode_records_a_curl_client(
     assert interaction.tags["mode"] == "socks5"
     assert interaction.response.status == 200
     assert b"socks-secret-123" not in cassette.read_bytes()
-
-
-def test_the_cassette_and_replay_layers_never_import_mitmproxy() -> None:
-    code = (
-        "import sys, cassettes, cassettes.display, cassettes.repair, replay; "
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('mitmproxy', 'proxy')); "
-        "print(bad); sys.exit(1 if bad else 0)"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stdout + result.stderr

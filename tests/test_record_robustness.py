@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from cassettes import CassetteReader, read_cassette
+from baton.cassettes import CassetteReader, read_cassette
 from tests.processes import BatonProcess, Upstream, run_baton, start_mitmdump, unused_port
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cassettes import read_cassette
+from baton.cassettes import read_cassette
 from tests.processes import BatonProcess, start_upstream
 
 HOST_ADDRESS, CLIENT_ADDRESS = "10.213.7.1", "10.213.7.2"

@@ -13,7 +13,7 @@ import brotli
 import pytest
 import zstandard
 
-from cassettes import (
+from baton.cassettes import (
     PLACEHOLDER_PATTERN,
     Interaction,
     RedactionError,
@@ -22,7 +22,7 @@ from cassettes import (
     Request,
     Response,
 )
-from cassettes.redaction import load_or_create_key
+from baton.cassettes.redaction import load_or_create_key
 
 KEY = bytes(range(32))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cassettes import read_cassette
+from baton.cassettes import read_cassette
 from tests.processes import (
     BatonProcess,
     TLSFiles,
@@ -357,7 +357,7 @@ def test_replay_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
-    from cassettes import CassetteWriter
+    from baton.cassettes import CassetteWriter
 
     cassette = tmp_path / "empty.cassette"
     CassetteWriter(cassette, redactor=None).close()

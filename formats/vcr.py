@@ -22,14 +22,14 @@ from typing import Any
 
 import yaml
 
-from cassettes.imported import (
+from baton.cassettes.model import Headers, Interaction, Request, Response
+from baton.formats.imported import (
     ImportResult,
     Skipped,
     consistent_body,
     normalise_http_version,
     request_from_url,
 )
-from cassettes.model import Headers, Interaction, Request, Response
 
 __all__ = ["VcrError", "import_vcr", "looks_like_vcr"]
 

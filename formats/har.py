@@ -28,16 +28,16 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from cassettes.content_coding import decode_body
-from cassettes.errors import ContentCodingError
-from cassettes.imported import (
+from baton.cassettes.content_coding import decode_body
+from baton.cassettes.errors import ContentCodingError
+from baton.cassettes.model import Headers, Interaction, Request, Response, header_values
+from baton.formats.imported import (
     ImportResult,
     Skipped,
     consistent_body,
     normalise_http_version,
     request_from_url,
 )
-from cassettes.model import Headers, Interaction, Request, Response, header_values
 
 __all__ = ["HarError", "export_har", "import_har", "load_har_document"]
 

@@ -13,17 +13,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
-from cassettes.content_coding import decode_body
-from cassettes.errors import ContentCodingError
-from cassettes.model import Headers, Interaction, Request, header_values
+from baton.cassettes.content_coding import decode_body
+from baton.cassettes.errors import ContentCodingError
+from baton.cassettes.model import Headers, Interaction, Request, header_values
 
 __all__ = [
+    "FlowFileError",
     "ImportResult",
     "Skipped",
     "consistent_body",
     "normalise_http_version",
     "request_from_url",
 ]
+
+
+class FlowFileError(ValueError):
+    """A mitmproxy flow file mitmproxy itself cannot read; the message says what to do."""
+
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 

@@ -1,0 +1,60 @@
+"""``baton export``: a cassette as HAR 1.2 (devtools, ``mitmproxy -r``) or as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from baton.cassettes.reader import CassetteReader
+from baton.proxy.cli.errors import user_errors
+from baton.proxy.cli.options import configure_logging
+
+__all__ = ["export"]
+
+
+@click.command()
+@click.argument("cassette", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["har", "json"]),
+    default="har",
+    show_default=True,
+    help="har: HAR 1.2 (devtools, mitmproxy -r); json: the cassette as JSON.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File [default: stdout].",
+)
+def export(cassette: Path, fmt: str, output: Path | None) -> None:
+    """Export CASSETTE as HAR 1.2 or JSON.
+
+    \b
+    Example:
+      baton export api.cassette -o api.har
+    """
+    from baton.cassettes.display import interaction_to_json
+    from baton.formats.har import export_har
+
+    configure_logging(0, True)
+    with user_errors(), CassetteReader(cassette, warn_torn=False) as reader:
+        if fmt == "har":
+            document = export_har(reader, str(reader.header.get("baton", "")))
+        else:
+            document = {
+                "header": reader.header,
+                "interactions": [interaction_to_json(i) for i in reader],
+            }
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    temporary = output.with_name(f".{output.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, output)
+    click.echo(f"baton: {fmt} written to {output}", err=True)

@@ -1,0 +1,51 @@
+"""``baton lint``: secrets that redaction missed, for a pre-commit hook."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from baton.cassettes.reader import CassetteReader
+from baton.proxy.cli.errors import user_errors
+from baton.proxy.cli.options import configure_logging
+
+__all__ = ["lint"]
+
+
+@click.command()
+@click.argument(
+    "cassettes", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option("--no-entropy", is_flag=True, help="Only known secret shapes, no entropy check.")
+def lint(cassettes: tuple[Path, ...], no_entropy: bool) -> None:
+    """Look for secrets redaction missed; exit 1 if any is found (for a pre-commit hook).
+
+    \b
+    Example (.pre-commit-config.yaml):
+      - repo: local
+        hooks:
+          - {id: baton-lint, name: baton lint, entry: baton lint, language: system, files: '\\.cassette$'}
+    """
+    from baton.cassettes.leak_scan import scan_interaction
+
+    configure_logging(0, True)
+    found = 0
+    for path in cassettes:
+        with user_errors(), CassetteReader(path, warn_torn=False) as reader:
+            for number, interaction in enumerate(reader, 1):
+                for finding in scan_interaction(number, interaction, entropy=not no_entropy):
+                    found += 1
+                    click.echo(
+                        f"{path}: interaction {finding.interaction}: {finding.location}: "
+                        f"{finding.kind}: {finding.excerpt}"
+                    )
+    if found:
+        click.echo(
+            f"baton: {found} likely secret(s); add redaction rules and re-record, "
+            "or re-import with --redact-...",
+            err=True,
+        )
+        sys.exit(1)
+    click.echo(f"baton: no likely secrets in {len(cassettes)} cassette(s)", err=True)

@@ -1,0 +1,252 @@
+"""``baton replay``: answer requests from cassettes in place of the recorded services."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from baton.proxy.cli.errors import InputError, user_errors
+from baton.proxy.cli.options import configure_logging, listen_options, mitmproxy_options
+from baton.replay.index import ExhaustedPolicy
+from baton.replay.options import ReplayOptions, recorded_origins
+from baton.replay.record_mode import RecordMode
+
+__all__ = ["replay"]
+
+
+@click.command()
+@click.argument(
+    "cassettes", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    default=["reverse"],
+    show_default=True,
+    metavar="MODE",
+    help="reverse (serve the recorded hosts on one port), reverse:URL, regular, upstream:URL, "
+    "transparent, socks5.",
+)
+@listen_options
+@click.option(
+    "--record-mode",
+    type=click.Choice([m.value for m in RecordMode]),
+    default=RecordMode.NONE.value,
+    show_default=True,
+    help="none: never touch the network; once; new_episodes; all (VCR.py's meanings).",
+)
+@click.option(
+    "--match-on",
+    metavar="LIST",
+    help="Comma-separated matchers: method,scheme,host,port,path,query,body [default: all].",
+)
+@click.option("--match-header", multiple=True, metavar="NAME", help="Add a header to the key.")
+@click.option("--ignore-query", multiple=True, metavar="NAME", help="Leave a query name out.")
+@click.option("--ignore-field", multiple=True, metavar="JSONPATH", help="Leave a JSON field out.")
+@click.option("--match-secrets", is_flag=True, help="Match redacted values by their keyed hash.")
+@click.option(
+    "--on-exhausted",
+    type=click.Choice([p.value for p in ExhaustedPolicy]),
+    default=ExhaustedPolicy.REPEAT_LAST.value,
+    show_default=True,
+    help="When identical requests outnumber their recorded answers.",
+)
+@click.option(
+    "--miss-status",
+    type=click.IntRange(100, 599),
+    default=502,
+    show_default=True,
+    help="Status of the answer to an unmatched request.",
+)
+@click.option(
+    "--replay-latency",
+    type=click.FloatRange(0),
+    is_flag=False,
+    flag_value=1.0,
+    default=None,
+    metavar="[SCALE]",
+    help="Wait the recorded duration (times SCALE, default 1) before answering.",
+)
+@click.option("--fail-on-miss", is_flag=True, help="Exit 1 at the end if any request missed.")
+@mitmproxy_options("Any mitmproxy option (implies the mitmproxy path).")
+def replay(
+    cassettes: tuple[Path, ...],
+    modes: tuple[str, ...],
+    listen_host: str,
+    listen_port: int,
+    record_mode: str,
+    match_on: str | None,
+    match_header: tuple[str, ...],
+    ignore_query: tuple[str, ...],
+    ignore_field: tuple[str, ...],
+    match_secrets: bool,
+    on_exhausted: str,
+    miss_status: int,
+    replay_latency: float | None,
+    fail_on_miss: bool,
+    extra: tuple[str, ...],
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """Answer requests from CASSETTE... in place of the recorded services.
+
+    By default it serves every recorded host in reverse mode on one port with
+    baton's own fast server (plain HTTP/1.1); other modes, HTTPS and HTTP/2 go
+    through mitmproxy. It prints which path it took, and at the end the hits,
+    the misses and the recorded interactions nobody asked for.
+
+    \b
+    Example:
+      baton replay cassettes/catalog.cassette --listen-port 9000
+      curl http://127.0.0.1:9000/products
+    """
+    configure_logging(verbose, quiet)
+    mode = RecordMode(record_mode)
+    options = ReplayOptions(
+        match_on=[m.strip() for m in match_on.split(",") if m.strip()] if match_on else None,
+        match_headers=match_header,
+        ignore_query=ignore_query,
+        ignore_fields=ignore_field,
+        match_secrets=match_secrets,
+        on_exhausted=on_exhausted,
+        miss_status=miss_status,
+        record_mode=mode.value,
+    )
+    for path in cassettes:
+        may_be_missing = mode in (RecordMode.ONCE, RecordMode.ALL) and path == cassettes[0]
+        if not path.exists() and not may_be_missing:
+            raise InputError(f"{path}: no such file")
+    replaying_only = mode is RecordMode.NONE or (mode is RecordMode.ONCE and cassettes[0].exists())
+    reverse_plain = all(m == "reverse" or m.startswith("reverse:http://") for m in modes)
+    if replaying_only and reverse_plain and not extra:
+        _replay_fast(cassettes, listen_host, listen_port, options, replay_latency, fail_on_miss)
+    else:
+        _replay_mitmproxy(cassettes, modes, listen_host, listen_port, options, fail_on_miss, extra)
+
+
+def _replay_fast(
+    cassettes: tuple[Path, ...],
+    listen_host: str,
+    listen_port: int,
+    options: ReplayOptions,
+    replay_latency: float | None,
+    fail_on_miss: bool,
+) -> None:
+    import signal
+
+    from baton.proxy.status import format_address, plural, replay_summary
+    from baton.replay.server import ReplayServer, install_fast_loop
+
+    with user_errors():
+        try:
+            index = options.load(cassettes, address=False)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+    install_fast_loop()
+    server = ReplayServer(
+        index,
+        host=listen_host,
+        port=listen_port,
+        miss_status=options.miss_status,
+        latency_scale=replay_latency,
+    )
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            host, port = await server.start()
+        except OSError as exc:
+            raise InputError(
+                f"cannot listen on {format_address(listen_host, listen_port)}: {exc.strerror}; "
+                "choose another --listen-port (0 picks a free one)"
+            ) from exc
+        click.echo(
+            f"baton: replaying {plural(len(index), 'interaction')} from "
+            f"{', '.join(map(str, cassettes))}; listening on {format_address(host, port)} "
+            "(fast path: reverse mode, plain HTTP/1.1)",
+            err=True,
+        )
+        await stop.wait()
+        await server.close()
+
+    asyncio.run(serve())
+    for line in replay_summary(index):
+        click.echo(line, err=True)
+    if fail_on_miss and index.misses:
+        sys.exit(1)
+
+
+def _replay_mitmproxy(
+    cassettes: tuple[Path, ...],
+    modes: tuple[str, ...],
+    listen_host: str,
+    listen_port: int,
+    options: ReplayOptions,
+    fail_on_miss: bool,
+    extra: tuple[str, ...],
+) -> None:
+    from baton.proxy.replayer import Replayer
+    from baton.proxy.running import ProxySettings, ProxyStartupError, run_proxy
+    from baton.proxy.status import format_address, replay_summary
+
+    resolved = tuple(_reverse_target(cassettes) if m == "reverse" else m for m in modes)
+    reverse = all(m.startswith("reverse:") for m in resolved)
+    settings = ProxySettings(
+        modes=resolved,
+        listen_host=listen_host,
+        listen_port=listen_port,
+        extra=extra,
+        options={
+            # Answer in the request hook before any upstream connection exists.
+            "connection_strategy": "lazy",
+            **options.addon_options(cassettes, address=not reverse),
+        },
+    )
+    replayer = Replayer()
+
+    def ready(addresses: list[tuple[str, int]]) -> None:
+        where = ", ".join(format_address(h, p) for h, p in addresses)
+        count = len(replayer.index) if replayer.index is not None else 0
+        click.echo(
+            f"baton: replaying {count} interactions from {', '.join(map(str, cassettes))}; "
+            f"listening on {where} (mitmproxy path: {', '.join(resolved)}; "
+            f"record mode {options.record_mode})",
+            err=True,
+        )
+
+    try:
+        asyncio.run(run_proxy(settings, [replayer], ready))
+    except ProxyStartupError as exc:
+        raise InputError(str(exc)) from exc
+    finally:
+        replayer.done()
+    if replayer.index is not None:
+        for line in replay_summary(replayer.index):
+            click.echo(line, err=True)
+        if replayer.recorded:
+            click.echo(
+                f"baton: recorded {replayer.recorded} new interactions into {cassettes[0]}",
+                err=True,
+            )
+        if fail_on_miss and replayer.index.misses:
+            sys.exit(1)
+
+
+def _reverse_target(cassettes: tuple[Path, ...]) -> str:
+    """``reverse`` alone names no upstream; take the cassettes' one recorded host."""
+    with user_errors():
+        origins = recorded_origins(cassettes)
+    if len(origins) != 1:
+        found = ", ".join(sorted(origins)) or "none"
+        raise InputError(
+            f"cannot tell which upstream reverse mode stands for (recorded hosts: {found}); "
+            "name it with --mode reverse:URL"
+        )
+    return f"reverse:{origins.pop()}"
