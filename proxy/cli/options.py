@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
 
 from baton.cassettes.redaction import RedactionRules, Redactor, load_or_create_key
-from baton.proxy.cli.errors import user_errors
+from baton.proxy.cli.errors import InputError, user_errors
 
 __all__ = [
+    "check_modes",
     "configure_logging",
     "listen_options",
     "mitmproxy_options",
+    "mode_option",
     "redaction_options",
     "redactor_from_flags",
 ]
@@ -122,3 +125,70 @@ def redactor_from_flags(
             defaults=not no_default_redaction,
         )
         return Redactor(rules, load_or_create_key(redaction_key_file))
+
+
+_MODE_NAMES = ("regular", "reverse:URL", "upstream:URL", "transparent", "socks5")
+
+
+def check_modes(modes: Sequence[str], *, bare_reverse: bool = False) -> None:
+    """Refuse a ``--mode`` mitmproxy would reject, or would accept and then fail on later.
+
+    mitmproxy's own parser (``ProxyMode.parse``) catches unknown modes and bad
+    addresses, but gives ``reverse:127.0.0.1:9`` the scheme https and
+    ``upstream:127.0.0.1:9`` http without a word, and the first request then
+    fails far from the flag that caused it: a URL there must name its scheme.
+    ``bare_reverse`` allows ``reverse`` alone, which ``baton replay`` reads as
+    "the recorded host". Raises ``InputError`` (exit 2) naming the fix.
+    """
+    from mitmproxy.proxy.mode_specs import ProxyMode
+
+    for spec in modes:
+        if bare_reverse and spec == "reverse":
+            continue
+        name, _, data = spec.partition(":")
+        try:
+            parsed = ProxyMode.parse(spec)
+        except ValueError as exc:
+            if name.lower() in ("reverse", "upstream") and not data.partition("@")[0]:
+                raise InputError(
+                    f"--mode {spec} needs the URL of the "
+                    f"{'service' if name.lower() == 'reverse' else 'proxy'}, "
+                    f"e.g. --mode {name}:http://127.0.0.1:8000"
+                ) from exc
+            known = ["reverse", *_MODE_NAMES] if bare_reverse else list(_MODE_NAMES)
+            hint = f"use {', '.join(known[:-1])} or {known[-1]}"
+            if name.lower() in ("reverse", "upstream"):
+                hint = f"write it as {name}:http://HOST:PORT or {name}:https://HOST:PORT"
+            if str(exc) == "unknown mode":
+                close = difflib.get_close_matches(name.lower(), [k.split(":")[0] for k in known])
+                if close:
+                    hint = f"did you mean {close[0]}? ({hint})"
+                raise InputError(f"--mode {spec}: unknown mode; {hint}") from exc
+            reason = str(exc).strip() or type(exc).__name__
+            raise InputError(f"--mode {spec}: {reason[0].lower()}{reason[1:]}; {hint}") from exc
+        if parsed.type_name in ("reverse", "upstream") and "://" not in parsed.data:
+            raise InputError(
+                f"--mode {spec}: the URL has no scheme (http:// or https://); "
+                f"write --mode {name}:http://{data}"
+            )
+
+
+def mode_option(
+    *, default: str, help: str, bare_reverse: bool = False
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``--mode``, repeatable, checked by ``check_modes`` before the command runs."""
+
+    def validate(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> object:
+        check_modes(value, bare_reverse=bare_reverse)
+        return value
+
+    return click.option(
+        "--mode",
+        "modes",
+        multiple=True,
+        default=[default],
+        show_default=True,
+        metavar="MODE",
+        help=help,
+        callback=validate,
+    )

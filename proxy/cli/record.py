@@ -14,6 +14,7 @@ from baton.proxy.cli.options import (
     configure_logging,
     listen_options,
     mitmproxy_options,
+    mode_option,
     redaction_options,
 )
 
@@ -29,13 +30,8 @@ __all__ = ["record"]
     type=click.Path(dir_okay=False, path_type=Path),
     help="Cassette to append to (created if missing).",
 )
-@click.option(
-    "--mode",
-    "modes",
-    multiple=True,
-    default=["regular"],
-    show_default=True,
-    metavar="MODE",
+@mode_option(
+    default="regular",
     help="mitmproxy mode: regular, reverse:URL, upstream:URL, transparent, socks5. Repeatable.",
 )
 @listen_options

@@ -9,7 +9,12 @@ from pathlib import Path
 import click
 
 from baton.proxy.cli.errors import InputError, user_errors
-from baton.proxy.cli.options import configure_logging, listen_options, mitmproxy_options
+from baton.proxy.cli.options import (
+    configure_logging,
+    listen_options,
+    mitmproxy_options,
+    mode_option,
+)
 from baton.replay.index import ExhaustedPolicy
 from baton.replay.options import ReplayOptions, recorded_origins
 from baton.replay.record_mode import RecordMode
@@ -21,15 +26,11 @@ __all__ = ["replay"]
 @click.argument(
     "cassettes", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
 )
-@click.option(
-    "--mode",
-    "modes",
-    multiple=True,
-    default=["reverse"],
-    show_default=True,
-    metavar="MODE",
+@mode_option(
+    default="reverse",
     help="reverse (serve the recorded hosts on one port), reverse:URL, regular, upstream:URL, "
     "transparent, socks5.",
+    bare_reverse=True,
 )
 @listen_options
 @click.option(
