@@ -7,6 +7,11 @@ Import keeps what a cassette can hold and says what it could not:
   do) is kept decoded and the stale ``Content-Encoding`` (and
   ``Content-Length``) headers are dropped, so the body and headers agree —
   baton never invents compressed bytes that were not on the wire;
+* ``text`` is turned back into bytes with the encoding whose length matches
+  the size the HAR states (``content.size``, mitmproxy's ``size +
+  compression``, ``bodySize`` for a request): mitmproxy's exporter writes a
+  body it does not judge binary as Latin-1 text, so 256 bytes must come back
+  as 256 bytes, not as 384 bytes of their UTF-8 encoding;
 * entries with status 0 (failed in the browser) become interactions
   without a response, with the error;
 * ``_webSocketMessages`` go into the tags (``websocket_messages``);
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 import zlib
 from collections.abc import Iterable
@@ -40,6 +46,8 @@ from baton.formats.imported import (
 )
 
 __all__ = ["HarError", "export_har", "import_har", "load_har_document"]
+
+_CHARSET = re.compile(r"charset=\"?([\w.:-]+)", re.IGNORECASE)
 
 
 class HarError(ValueError):
@@ -82,7 +90,35 @@ def _is_exact(holder: dict[str, Any]) -> bool:
     return isinstance(holder.get("_batonRaw"), str) or bool(holder.get("_batonNotCaptured"))
 
 
-def _body_bytes(holder: dict[str, Any]) -> bytes | None:
+def _stated_sizes(*values: Any) -> set[int]:
+    """The body lengths a HAR states, leaving out the unknown (-1, missing, not a number)."""
+    return {v for v in values if isinstance(v, int) and not isinstance(v, bool) and v >= 0}
+
+
+def _text_to_bytes(text: str, charset: str | None, sizes: set[int]) -> bytes:
+    """``text`` encoded the way its writer decoded it: the encoding whose length is a stated size.
+
+    Writers decode a body to put it in ``text``: browsers with the declared
+    charset, mitmproxy with that charset, else Latin-1 for types it does not
+    know, else UTF-8 with lone surrogates for bytes that are not UTF-8. With no
+    size stated, or none matching, UTF-8 (lone surrogates back to their bytes).
+    """
+    fallback = text.encode("utf-8", "surrogateescape")
+    if not sizes:
+        return fallback
+    for name in ([charset] if charset else []) + ["utf-8", "latin-1"]:
+        try:
+            data = text.encode(name, "surrogateescape")
+        except (UnicodeError, LookupError):
+            continue
+        if len(data) in sizes:
+            return data
+    return fallback
+
+
+def _body_bytes(
+    holder: dict[str, Any], sizes: set[int] | None = None, charset: str | None = None
+) -> bytes | None:
     raw = holder.get("_batonRaw")
     if isinstance(raw, str):
         return base64.b64decode(raw)
@@ -98,7 +134,14 @@ def _body_bytes(holder: dict[str, Any]) -> bytes | None:
         return b""
     if holder.get("encoding") == "base64":
         return base64.b64decode(text)
-    return str(text).encode("utf-8", "surrogateescape")
+    return _text_to_bytes(str(text), charset, sizes or set())
+
+
+def _charset(headers: Headers, holder: dict[str, Any]) -> str | None:
+    """The charset the body's content type declares (headers first, then ``mimeType``)."""
+    declared = (header_values(headers, "content-type") or [str(holder.get("mimeType") or "")])[0]
+    match = _CHARSET.search(declared)
+    return match.group(1) if match else None
 
 
 def _timestamp(text: Any) -> float:
@@ -118,7 +161,7 @@ def _request(entry: dict[str, Any], notes: list[str], where: str) -> Request:
     body: bytes | None = b""
     post = raw.get("postData")
     if isinstance(post, dict):
-        body = _body_bytes(post)
+        body = _body_bytes(post, _stated_sizes(raw.get("bodySize")), _charset(headers, post))
         if not _is_exact(post):
             headers = consistent_body(headers, body, f"{where} request", notes)
     return request_from_url(
@@ -165,8 +208,13 @@ def _entry(index: int, entry: Any, notes: list[str]) -> Interaction:
             tags,
         )
     content: dict[str, Any] = raw["content"] if isinstance(raw.get("content"), dict) else {}
-    body = _body_bytes(content)
     headers = _headers(raw.get("headers"))
+    size, compression = content.get("size"), content.get("compression")
+    sizes = _stated_sizes(size)
+    if sizes and _stated_sizes(abs(compression) if isinstance(compression, int) else None):
+        # mitmproxy states the size on the wire, and the decoded size minus it as compression.
+        sizes |= _stated_sizes(size + compression)
+    body = _body_bytes(content, sizes, _charset(headers, content))
     if not _is_exact(content):
         headers = consistent_body(headers, body, f"{where} response", notes)
     response = Response(

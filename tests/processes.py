@@ -201,9 +201,11 @@ class Mitmdump:
         self.reader.join(5)
 
 
-def start_mitmdump(args: list[str], timeout: float = 30.0) -> Mitmdump:
-    """Run the interpreter's own ``mitmdump ARGS`` on an ephemeral port; wait until it listens."""
-    mitmdump = Path(sys.executable).with_name("mitmdump")
+def start_mitmdump(
+    args: list[str], timeout: float = 30.0, mitmdump: Path | None = None
+) -> Mitmdump:
+    """Run ``mitmdump ARGS`` (this interpreter's by default) on an ephemeral port until it listens."""
+    mitmdump = mitmdump or Path(sys.executable).with_name("mitmdump")
     proc = subprocess.Popen(
         [str(mitmdump), "--listen-host", "127.0.0.1", "--listen-port", "0", *args],
         stdout=subprocess.PIPE,

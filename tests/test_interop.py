@@ -288,7 +288,13 @@ def body_of(content: dict) -> bytes:
     import base64
 
     text = content["text"]
-    return base64.b64decode(text) if content.get("encoding") == "base64" else text.encode()
+    if content.get("encoding") == "base64":
+        return base64.b64decode(text)
+    # mitmproxy writes a body it does not judge binary as Latin-1 text; its size says which.
+    size, compression = content.get("size"), content.get("compression") or 0
+    if size is not None and len(text.encode()) not in (size, size + compression):
+        return text.encode("latin-1")
+    return text.encode()
 
 
 # Generated directly in the domain HAR can hold (JSON text, absolute URLs),
