@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import os
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,7 @@ from baton.replay.comparison import (
 )
 from baton.replay.index import Hit, Index
 from baton.replay.matching import MatchConfig
-from baton.replay.resend import Outgoing, Resender, ResendError
+from baton.replay.resend import Outgoing, Resender, ResendError, TLSConfigError, tls_context
 
 __all__ = [
     "DriftError",
@@ -102,6 +103,8 @@ class DriftReport:
     fail_on: DriftClass = DriftClass.BREAKING
     outcomes: list[Outcome] = field(default_factory=list)
     learned_noise: NoiseRules | None = None
+    insecure: bool = False
+    """Certificates of the target (and reference) were not checked (``--insecure``)."""
 
     def counts(self) -> dict[str, int]:
         out = {c.value: 0 for c in DriftClass}
@@ -213,18 +216,37 @@ def outgoing_request(request: Request, supplied: dict[str, str]) -> tuple[Outgoi
     return Outgoing(request.method, target, tuple(headers), request.body or b""), note
 
 
-async def check_reachable(target: str, timeout: float) -> None:
-    """Raise ``DriftError`` unless a TCP connection to ``target`` can be opened."""
+async def check_reachable(
+    target: str, timeout: float, tls: ssl.SSLContext | None = None, *, role: str = "target"
+) -> None:
+    """Raise ``DriftError`` unless ``target`` accepts a connection (and, for HTTPS, a handshake).
+
+    A certificate that fails the check is named here, once, with the fix —
+    not as a ``no_response`` for every request.
+    """
     parts = urlsplit(target)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise DriftError(f"--target {target!r}: give a URL such as http://127.0.0.1:8000")
+        raise DriftError(f"--{role} {target!r}: give a URL such as http://127.0.0.1:8000")
     port = parts.port or (443 if parts.scheme == "https" else 80)
+    secure = (tls or tls_context()) if parts.scheme == "https" else None
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout)
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname, port, ssl=secure), timeout
+        )
+    except ssl.SSLCertVerificationError as exc:
+        raise DriftError(
+            f"{role} {target}: certificate not trusted ({exc.verify_message}); "
+            "trust its CA with --ca-cert PATH, or skip the check with --insecure"
+        ) from exc
+    except ssl.SSLError as exc:
+        raise DriftError(
+            f"{role} {target}: TLS handshake failed ({exc.reason or type(exc).__name__}); "
+            "does it serve HTTPS? Else use an http:// URL"
+        ) from exc
     except (OSError, TimeoutError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         raise DriftError(
-            f"target {target} is unreachable ({reason}); start the build to test, or fix --target"
+            f"{role} {target} is unreachable ({reason}); start the build to test, or fix --{role}"
         ) from exc
     writer.close()
 
@@ -244,25 +266,38 @@ async def diff_against_target(
     reference: str | None = None,
     fail_on: DriftClass = DriftClass.BREAKING,
     progress: Callable[[int], None] | None = None,
+    ca_cert: str | os.PathLike[str] | None = None,
+    insecure: bool = False,
 ) -> DriftReport:
     """Re-send each recorded request to ``target`` and compare the answers.
 
     With ``learn_noise`` each request also goes twice to ``reference`` (the
     target itself by default) and every location where those two answers
-    differ becomes noise for its endpoint.
+    differ becomes noise for its endpoint. HTTPS certificates of both are
+    checked against the system store, or ``ca_cert``, unless ``insecure``.
     """
-    await check_reachable(target, timeout)
+    try:
+        tls = tls_context(ca_cert, insecure=insecure)
+    except TLSConfigError as exc:
+        raise DriftError(str(exc)) from exc
+    await check_reachable(target, timeout, tls)
     if reference and reference != target:
-        await check_reachable(reference, timeout)
+        await check_reachable(reference, timeout, tls, role="reference")
     rules = rules or NoiseRules()
     supplied = supplied or {}
     only = list(only)
-    report = DriftReport(source, target, fail_on, learned_noise=rules if learn_noise else None)
+    report = DriftReport(
+        source,
+        target,
+        fail_on,
+        learned_noise=rules if learn_noise else None,
+        insecure=insecure,
+    )
     semaphore = asyncio.Semaphore(concurrency)
     results: dict[int, Outcome] = {}
-    to_target = Resender(target, connections=concurrency, timeout=timeout)
+    to_target = Resender(target, connections=concurrency, timeout=timeout, tls=tls)
     to_reference = (
-        Resender(reference, connections=concurrency, timeout=timeout)
+        Resender(reference, connections=concurrency, timeout=timeout, tls=tls)
         if reference and reference != target
         else to_target
     )

@@ -1,9 +1,13 @@
 """Render a ``DriftReport``: for a terminal, for machines (JSON), for CI (JUnit), for a pull request.
 
-The terminal report groups by endpoint and class, shows the first examples
-of each kind of change with old -> new values, and ends with a one-line
-verdict; it reads the same without colour. The JSON form follows the schema
-in ``docs/drift-report.schema.json`` (``schema: baton-drift-report/1``).
+The terminal report groups by endpoint, worst first, shows the first
+examples of each kind of change with old -> new values, and ends with a
+one-line verdict, where a terminal's eye lands; it reads the same without
+colour. The Markdown report reads top-down as a pull-request comment should:
+the verdict and the counts first, then the changes by class — breaking,
+additive, value, noise (folded) — each per endpoint, then what was not
+compared. The JSON form follows the schema in
+``docs/drift-report.schema.json`` (``schema: baton-drift-report/1``).
 """
 
 from __future__ import annotations
@@ -16,11 +20,18 @@ from xml.etree import ElementTree
 from baton.replay.comparison import Change, DriftClass
 from baton.replay.drift import DriftReport, Outcome, gate_includes
 
-__all__ = ["SCHEMA_ID", "render"]
+__all__ = ["INSECURE_NOTE", "SCHEMA_ID", "render", "verdict"]
 
 SCHEMA_ID = "baton-drift-report/1"
 _EXAMPLES = 3
 _ORDER = [DriftClass.BREAKING, DriftClass.ADDITIVE, DriftClass.VALUE, DriftClass.NOISE]
+INSECURE_NOTE = (
+    "certificates were not verified (--insecure): the answers may not come from the target"
+)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _short(value: Any, limit: int = 60, *, as_json: bool = True) -> str:
@@ -48,21 +59,34 @@ def verdict(report: DriftReport) -> str:
     summary = ", ".join(f"{counts[c.value]} {c.value}" for c in _ORDER)
     if gated:
         return (
-            f"DRIFT: {len(gated)} change(s) fail the gate (--fail-on {report.fail_on.value}); "
+            f"DRIFT: {_plural(len(gated), 'change')} {'fails' if len(gated) == 1 else 'fail'} "
+            f"the gate (--fail-on {report.fail_on.value}); "
             f"{summary}. Exit code 1."
         )
     return f"OK: no {report.fail_on.value} drift (--fail-on {report.fail_on.value}); {summary}. Exit code 0."
 
 
+def _severity_order(report: DriftReport) -> list[tuple[str, list[Outcome]]]:
+    """Endpoints worst first (breaking, additive, value, noise, unchanged), then by name."""
+
+    def worst(outcomes: list[Outcome]) -> int:
+        classes = {c.drift for o in outcomes for c in o.changes}
+        return next((n for n, drift in enumerate(_ORDER) if drift in classes), len(_ORDER))
+
+    return sorted(report.endpoints().items(), key=lambda item: (worst(item[1]), item[0]))
+
+
 def render_text(report: DriftReport) -> str:
     """The terminal report."""
     lines = [f"baton diff: {report.source} against {report.target}"]
+    if report.insecure:
+        lines.append(f"warning: {INSECURE_NOTE}")
     oc = report.outcome_counts()
     lines.append(
         f"{oc['compared']} compared, {oc['skipped']} skipped, "
         f"{oc['only-in-old']} only in the recording, {oc['only-in-new']} only in the new one"
     )
-    for endpoint, outcomes in sorted(report.endpoints().items()):
+    for endpoint, outcomes in _severity_order(report):
         changes = [c for o in outcomes for c in o.changes]
         by_class = Counter(c.drift for c in changes)
         status = ", ".join(f"{by_class[c]} {c.value}" for c in _ORDER if by_class[c]) or "no change"
@@ -121,6 +145,7 @@ def report_json(report: DriftReport) -> dict[str, Any]:
         "schema": SCHEMA_ID,
         "source": report.source,
         "target": report.target,
+        "insecure": report.insecure,
         "fail_on": report.fail_on.value,
         "verdict": "drift" if report.gated() else "ok",
         "exit_code": report.exit_code,
@@ -142,6 +167,14 @@ def render_junit(report: DriftReport) -> str:
         name=f"baton diff {report.source}",
         tests=str(len(report.endpoints())),
     )
+    properties = ElementTree.SubElement(suite, "properties")
+    for name, value in (
+        ("source", report.source),
+        ("target", report.target),
+        ("fail_on", report.fail_on.value),
+        ("insecure", "true" if report.insecure else "false"),
+    ):
+        ElementTree.SubElement(properties, "property", name=name, value=value)
     failures = skipped = 0
     for endpoint, outcomes in sorted(report.endpoints().items()):
         case = ElementTree.SubElement(suite, "testcase", classname="baton.drift", name=endpoint)
@@ -168,35 +201,72 @@ def render_junit(report: DriftReport) -> str:
     return ElementTree.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
 
 
+_MARKDOWN_LINES_PER_ENDPOINT = 20
+
+
+def _markdown_changes(report: DriftReport, drift: DriftClass) -> list[str]:
+    """The changes of one class, per endpoint, each kind and location once with its count."""
+    lines: list[str] = []
+    for endpoint, outcomes in sorted(report.endpoints().items()):
+        kinds: dict[tuple[str, str], list[Change]] = {}
+        for change in (c for o in outcomes for c in o.changes if c.drift is drift):
+            kinds.setdefault((change.kind, change.location), []).append(change)
+        if not kinds:
+            continue
+        lines += [f"**`{endpoint}`**", ""]
+        for (kind, location), found in list(kinds.items())[:_MARKDOWN_LINES_PER_ENDPOINT]:
+            times = f" (x{len(found)})" if len(found) > 1 else ""
+            rule = f" — {found[0].rule}" if found[0].rule else ""
+            lines.append(f"- `{location}` {kind}{times}: {_arrow(found[0])}{rule}")
+        if len(kinds) > _MARKDOWN_LINES_PER_ENDPOINT:
+            hidden = len(kinds) - _MARKDOWN_LINES_PER_ENDPOINT
+            lines.append(f"- … {_plural(hidden, 'more location')} (the JSON report has all)")
+        lines.append("")
+    return lines
+
+
 def render_markdown(report: DriftReport) -> str:
-    """A pull-request comment."""
+    """A pull-request comment: verdict and counts, then breaking, additive, value, noise, skipped."""
     counts = report.counts()
+    oc = report.outcome_counts()
     icon = "❌" if report.gated() else "✅"
     lines = [
         f"### {icon} baton drift: `{report.target}` against `{report.source}`",
         "",
-        "| breaking | additive | value | noise |",
-        "| --- | --- | --- | --- |",
-        f"| {counts['breaking']} | {counts['additive']} | {counts['value']} | {counts['noise']} |",
+        f"**{verdict(report)}**",
         "",
     ]
-    for endpoint, outcomes in sorted(report.endpoints().items()):
-        changes = [c for o in outcomes for c in o.changes if c.drift is not DriftClass.NOISE]
-        if not changes:
+    if report.insecure:
+        lines += [f"> ⚠️ {INSECURE_NOTE.replace('--insecure', '`--insecure`')}", ""]
+    lines += [
+        "| breaking | additive | value | noise | compared | skipped | only in old | only in new |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| {counts['breaking']} | {counts['additive']} | {counts['value']} | {counts['noise']} "
+        f"| {oc['compared']} | {oc['skipped']} | {oc['only-in-old']} | {oc['only-in-new']} |",
+        "",
+    ]
+    for drift in _ORDER:
+        if not counts[drift.value]:
             continue
-        lines.append(f"**`{endpoint}`**")
+        gate = " — fails the gate" if gate_includes(drift, report.fail_on) else ""
+        lines += [f"#### {drift.value.capitalize()} ({counts[drift.value]}){gate}", ""]
+        body = _markdown_changes(report, drift)
+        if drift is DriftClass.NOISE:
+            # Expected and often long: folded, so the comment stays about what matters.
+            summary = "matched an ignore rule or learned noise"
+            body = ["<details><summary>" + summary + "</summary>", "", *body, "</details>", ""]
+        lines += body
+    not_compared = [
+        (endpoint, note, n)
+        for endpoint, outcomes in sorted(report.endpoints().items())
+        for note, n in Counter(o.note for o in outcomes if o.outcome != "compared").items()
+    ]
+    if not_compared:
+        total = sum(n for _, _, n in not_compared)
+        lines += [f"#### Not compared ({total})", ""]
+        lines += [f"- `{endpoint}` ({n}x): {note}" for endpoint, note, n in not_compared]
         lines.append("")
-        seen = set()
-        for change in changes:
-            if (change.kind, change.location) in seen:
-                continue
-            seen.add((change.kind, change.location))
-            lines.append(
-                f"- {change.drift.value}: `{change.location}` {change.kind}: {_arrow(change)}"
-            )
-        lines.append("")
-    lines.append(verdict(report))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def render(report: DriftReport, fmt: str) -> str:

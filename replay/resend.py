@@ -9,11 +9,17 @@ uvicorn's parser: the cost per request no longer grows with the pool.
 
 Bodies are returned as on the wire: content-encoding kept, chunked transfer
 encoding removed — the same form a cassette stores.
+
+HTTPS targets are verified like any client would (``tls_context``): the
+system store, which honours ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``; a CA
+bundle of the user's own (``--ca-cert``) instead; or, when asked for
+(``--insecure``), no check at all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -22,11 +28,42 @@ import httptools
 
 from baton.cassettes.model import Headers, Response
 
-__all__ = ["Outgoing", "ResendError", "Resender"]
+__all__ = ["Outgoing", "ResendError", "Resender", "TLSConfigError", "tls_context"]
 
 
 class ResendError(Exception):
     """The request got no complete answer (refused, reset, timed out, malformed)."""
+
+
+class TLSConfigError(ValueError):
+    """The CA bundle to trust cannot be used (missing, unreadable, not PEM)."""
+
+
+def tls_context(
+    ca_cert: str | os.PathLike[str] | None = None, *, insecure: bool = False
+) -> ssl.SSLContext:
+    """A client context for HTTPS targets: verifying unless ``insecure``.
+
+    Without ``ca_cert`` the system store is trusted (OpenSSL reads
+    ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` for it); with it, that PEM bundle
+    alone, as ``curl --cacert`` does. Raises ``TLSConfigError`` for a bundle
+    that cannot be loaded.
+    """
+    if ca_cert is not None and not os.path.isfile(ca_cert):
+        raise TLSConfigError(f"--ca-cert {os.fspath(ca_cert)}: no such file")
+    try:
+        context = ssl.create_default_context(cafile=os.fspath(ca_cert) if ca_cert else None)
+    except (ssl.SSLError, OSError, UnicodeDecodeError) as exc:
+        raise TLSConfigError(
+            f"--ca-cert {os.fspath(ca_cert or '')}: not a PEM CA bundle "
+            f"({getattr(exc, 'reason', None) or type(exc).__name__})"
+        ) from exc
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    # The re-sender speaks HTTP/1.1 only; say so, or an HTTP/2 server may pick h2.
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 @dataclass(frozen=True)
@@ -84,9 +121,19 @@ class _Connection:
 
 
 class Resender:
-    """Send requests to ``origin`` with at most ``connections`` open at once."""
+    """Send requests to ``origin`` with at most ``connections`` open at once.
 
-    def __init__(self, origin: str, *, connections: int = 32, timeout: float = 10.0) -> None:
+    ``tls`` checks an HTTPS origin's certificate; by default the system store's.
+    """
+
+    def __init__(
+        self,
+        origin: str,
+        *,
+        connections: int = 32,
+        timeout: float = 10.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         parts = urlsplit(origin)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{origin!r} is not an http(s) URL")
@@ -97,10 +144,7 @@ class Resender:
         self.timeout = timeout
         self._ssl: ssl.SSLContext | None = None
         if parts.scheme == "https":
-            # Builds under test often run with self-signed certificates.
-            self._ssl = ssl.create_default_context()
-            self._ssl.check_hostname = False
-            self._ssl.verify_mode = ssl.CERT_NONE
+            self._ssl = tls if tls is not None else tls_context()
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(connections)
 

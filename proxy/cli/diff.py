@@ -100,6 +100,16 @@ def _diff_config(path: Path | None) -> dict[str, object]:
 )
 @click.option("--reference", metavar="URL", help="Build to learn noise from [default: the target].")
 @click.option(
+    "--ca-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Trust this CA bundle (PEM) for HTTPS targets, instead of the system store.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Do not verify HTTPS certificates of the target and reference; the report says so.",
+)
+@click.option(
     "--noise",
     "noise_file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -144,6 +154,8 @@ def diff(
     config_path: Path | None,
     learn_noise: bool,
     reference: str | None,
+    ca_cert: Path | None,
+    insecure: bool,
     noise_file: Path | None,
     save_noise: Path | None,
     fail_on: str | None,
@@ -171,6 +183,8 @@ def diff(
     configure_logging(0, True)
     if (target is None) == (new_cassette is None):
         raise click.UsageError("give either --target URL or a second cassette, not both or neither")
+    if ca_cert is not None and insecure:
+        raise click.UsageError("give --ca-cert PATH or --insecure, not both")
     config = _diff_config(config_path)
     gate = DriftClass(fail_on or str(config.get("fail_on", "breaking")))
     endpoints = config.get("endpoints", {})
@@ -224,6 +238,8 @@ def diff(
                             reference=reference,
                             fail_on=gate,
                             progress=advance,
+                            ca_cert=ca_cert,
+                            insecure=insecure,
                         )
                     )
         except DriftError as exc:
