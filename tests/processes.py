@@ -147,6 +147,7 @@ def start_baton(
     timeout: float = 30.0,
     env: dict[str, str] | None = None,
     preexec_fn: object = None,
+    cwd: Path | None = None,
 ) -> BatonProcess:
     """Run ``baton ARGS`` and, for proxies, wait until it prints the address it listens on."""
     proc = subprocess.Popen(
@@ -155,6 +156,7 @@ def start_baton(
         stderr=subprocess.PIPE,
         env={**os.environ, **(env or {})},
         preexec_fn=preexec_fn,  # type: ignore[arg-type]
+        cwd=cwd,
     )
     baton = BatonProcess(proc)
     ready = threading.Event()

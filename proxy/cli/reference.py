@@ -69,6 +69,44 @@ def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _leaf_commands() -> list[tuple[str, click.Command]]:
+    """Every runnable command by its full name (``config show``), sorted."""
+    found: list[tuple[str, click.Command]] = []
+    for name, command in sorted(cli.commands.items()):
+        if isinstance(command, click.Group):
+            found += [(f"{name} {sub}", c) for sub, c in sorted(command.commands.items())]
+        else:
+            found.append((name, command))
+    return found
+
+
+def _config_keys() -> list[str]:
+    """The configuration file's keys, section by section, from the schema itself."""
+    from baton.proxy.cli.config_schema import config_schema
+
+    lines = [
+        "## Configuration file keys",
+        "",
+        "`[tool.baton]` in pyproject.toml, or baton.toml (the same tables without `tool.baton.`);",
+        "see docs/configuration.md. A key with a flag takes the flag's values; the flag wins.",
+        "",
+    ]
+    for section, keys in sorted(config_schema().items()):
+        title = f"[tool.baton.{section}]" if section else "[tool.baton] (shared keys)"
+        lines += [
+            f"### `{title}`",
+            "",
+            "| key | type | flag | meaning |",
+            "| --- | --- | --- | --- |",
+        ]
+        for name, key in sorted(keys.items()):
+            longs = [o for o in key.option.opts if o.startswith("--")] if key.option else []
+            flag = f"`{longs[0]}`" if longs else ""
+            lines.append(f"| `{name}` | {_escape(key.type_name)} | {flag} | {_escape(key.help)} |")
+        lines.append("")
+    return lines
+
+
 def render_reference() -> str:
     """The whole reference page as Markdown."""
     lines = [
@@ -78,8 +116,7 @@ def render_reference() -> str:
         "themselves (`make docs`); a test fails when this page is out of date.",
         "",
     ]
-    for name in sorted(cli.commands):
-        command = cli.commands[name]
+    for name, command in _leaf_commands():
         context = click.Context(command, info_name=f"baton {name}")
         lines += [
             f"## `baton {name}`",
@@ -105,6 +142,7 @@ def render_reference() -> str:
                 f"| {a} | {_escape(b)} | {_escape(c)} | {_escape(d)} |" for a, b, c, d in rows
             ]
             lines.append("")
+    lines += _config_keys()
     from baton.proxy.recorder import Recorder
     from baton.proxy.replayer import Replayer
 

@@ -1,0 +1,361 @@
+"""The configuration's schema: every key of every section, and how a value from a file is checked.
+
+Built from the ``baton`` command tree itself: every long option of a
+command is a key of that command's section, spelled with underscores, and
+a value is checked with the option's own click type, so a file cannot say
+what the flag would refuse. Keys without a flag are declared in
+``_extra_keys``. ``configuration.py`` reads files against this schema.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = [
+    "SHARED_KEYS",
+    "ConfigKey",
+    "ConfigValueError",
+    "config_schema",
+    "did_you_mean",
+]
+
+# Options that are about finding the configuration, or about one run only.
+_NOT_KEYS = {"help", "config", "no_config", "version"}
+
+# Keys that may sit at the top of [tool.baton] and apply to every command taking them.
+SHARED_KEYS = (
+    "cassette_dir",
+    "listen_host",
+    "redact_header",
+    "redact_field",
+    "redact_json_path",
+    "redact_regex",
+    "no_default_redaction",
+    "redaction_key_file",
+    "match_on",
+    "match_header",
+    "ignore_query",
+    "ignore_field",
+    "match_secrets",
+    "on_exhausted",
+    "miss_status",
+)
+
+
+class ConfigValueError(ValueError):
+    """A value the schema refuses; the message says what is allowed."""
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One key of one section: what it sets, and how a value from a file is checked."""
+
+    name: str
+    help: str
+    check: Callable[[Any, Path], Any]
+    """Validate a value read from the file at the given folder; returns it ready for use."""
+    option: click.Option | None = None
+    """The flag this key gives a default to, if any."""
+    default: Any = None
+    type_name: str = "str"
+
+
+# -- checking values -----------------------------------------------------------------
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'path'?)`` for a near miss among ``choices``, else nothing."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_scalar(param: click.Option, value: Any, base: Path) -> Any:
+    kind = param.type
+    if isinstance(param, click.Option) and param.is_flag and not param.count:
+        if not isinstance(value, bool):
+            raise ConfigValueError("expected true or false")
+        return value
+    if isinstance(kind, click.Choice):
+        choices = [str(c) for c in kind.choices]
+        if not isinstance(value, str) or value not in choices:
+            hint = did_you_mean(str(value), choices)
+            raise ConfigValueError(f"not one of {', '.join(choices)}{hint}")
+        return value
+    if isinstance(kind, click.types.IntParamType) or param.count:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigValueError("expected an integer")
+    elif isinstance(kind, click.types.FloatParamType):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigValueError("expected a number")
+    elif not isinstance(value, str):
+        raise ConfigValueError("expected a string")
+    if isinstance(kind, click.Path):
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else base / path
+        if kind.exists and not path.exists():
+            raise ConfigValueError(f"{path}: no such file")
+        if not kind.dir_okay and path.is_dir():
+            raise ConfigValueError(f"{path}: is a folder, a file is needed")
+        return str(path)
+    if isinstance(kind, click.types.IntRange | click.types.FloatRange):
+        try:
+            kind.convert(value, param, None)
+        except click.BadParameter as exc:
+            raise ConfigValueError(exc.message) from exc
+    return value
+
+
+def _option_check(param: click.Option) -> Callable[[Any, Path], Any]:
+    def check(value: Any, base: Path) -> Any:
+        if param.multiple:
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, list):
+                raise ConfigValueError("expected a list")
+            return [_check_scalar(param, item, base) for item in items]
+        return _check_scalar(param, value, base)
+
+    return check
+
+
+def _check_match_on(value: Any, base: Path) -> Any:
+    """``match_on``: a list in the file, the comma-separated string the flag takes."""
+    from baton.replay.matching import MATCHERS
+
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ConfigValueError("expected a list of matcher names")
+    for item in items:
+        if item.strip() not in MATCHERS:
+            hint = did_you_mean(item.strip(), MATCHERS)
+            raise ConfigValueError(
+                f"unknown matcher {item.strip()!r}{hint}; matchers: {', '.join(MATCHERS)}"
+            )
+    return ",".join(i.strip() for i in items)
+
+
+def _check_mitmproxy_set(value: Any, base: Path) -> Any:
+    """``set``: a list of ``option=value`` as the flag takes, or a table of them."""
+    if isinstance(value, dict):
+        return [f"{k}={_toml_scalar(v)}" for k, v in value.items()]
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and "=" in v for v in value):
+        raise ConfigValueError('expected a table {option = value} or a list of "option=value"')
+    return value
+
+
+def _toml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _check_bool(value: Any, base: Path) -> Any:
+    if not isinstance(value, bool):
+        raise ConfigValueError("expected true or false")
+    return value
+
+
+def _check_strings(value: Any, base: Path) -> Any:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ConfigValueError("expected a list of strings")
+    return items
+
+
+def _check_dir(value: Any, base: Path) -> Any:
+    if not isinstance(value, str):
+        raise ConfigValueError("expected a folder name")
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else base / path)
+
+
+def _check_choice(*choices: str) -> Callable[[Any, Path], Any]:
+    def check(value: Any, base: Path) -> Any:
+        if not isinstance(value, str) or value not in choices:
+            hint = did_you_mean(str(value), choices)
+            raise ConfigValueError(f"not one of {', '.join(choices)}{hint}")
+        return value
+
+    return check
+
+
+def _check_endpoints(value: Any, base: Path) -> Any:
+    """diff's ``endpoints``: ``{"GET /products/*": {ignore = ["body.stock"]}}``."""
+    if not isinstance(value, dict):
+        raise ConfigValueError('expected tables like [tool.baton.diff.endpoints."GET /path/*"]')
+    checked: dict[str, dict[str, list[str]]] = {}
+    for pattern, rule in value.items():
+        if not isinstance(rule, dict):
+            raise ConfigValueError(f"{pattern!r}: expected a table with ignore = [...]")
+        unknown = set(rule) - {"ignore"}
+        if unknown:
+            name = sorted(unknown)[0]
+            raise ConfigValueError(
+                f"{pattern!r}: unknown key {name!r}{did_you_mean(name, ['ignore'])}; "
+                "allowed: ignore"
+            )
+        checked[pattern] = {"ignore": _check_strings(rule.get("ignore", []), base)}
+    return checked
+
+
+# Keys without a flag, per section.
+def _extra_keys() -> dict[str, dict[str, ConfigKey]]:
+    from baton.replay.record_mode import RecordMode
+
+    modes = tuple(m.value for m in RecordMode)
+    return {
+        "": {
+            "cassette_dir": ConfigKey(
+                "cassette_dir",
+                "Where the pytest plugin keeps cassettes (a test's default cassette is "
+                "CASSETTE_DIR/<module>/<test>.cassette); relative to the configuration file.",
+                _check_dir,
+                type_name="path",
+            ),
+        },
+        "diff": {
+            "endpoints": ConfigKey(
+                "endpoints",
+                'Per-endpoint noise rules: [tool.baton.diff.endpoints."GET /products/*"] '
+                'ignore = ["body.stock"].',
+                _check_endpoints,
+                type_name="table",
+            ),
+        },
+        "pytest": {
+            "record_mode": ConfigKey(
+                "record_mode",
+                "Record mode of every @pytest.mark.baton test (--baton-record-mode wins).",
+                _check_choice(*modes),
+                default=RecordMode.NONE.value,
+                type_name="|".join(modes),
+            ),
+            "block_network": ConfigKey(
+                "block_network",
+                "Fail a test that opens a connection to anything but 127.0.0.1 or allow_hosts.",
+                _check_bool,
+                default=False,
+                type_name="bool",
+            ),
+            "allow_hosts": ConfigKey(
+                "allow_hosts",
+                "Hosts a test may still reach with block_network on.",
+                _check_strings,
+                default=[],
+                type_name="list",
+            ),
+            "fail_on_unused": ConfigKey(
+                "fail_on_unused",
+                "Fail a test that left recorded interactions unused.",
+                _check_bool,
+                default=False,
+                type_name="bool",
+            ),
+        },
+    }
+
+
+# Flags whose file form differs from the flag's.
+_SPECIAL_CHECKS: dict[str, Callable[[Any, Path], Any]] = {
+    "match_on": _check_match_on,
+    "set": _check_mitmproxy_set,
+}
+
+
+def _plain_default(option: click.Option) -> Any:
+    """The default a person would write in the file: false, [], or None for "no value"."""
+    default = option.default
+    unset = default is None or type(default).__name__ == "Sentinel"  # click 8.2+: a sentinel
+    if option.is_flag and not option.count:
+        return False if unset else bool(default)
+    if option.multiple:
+        return [] if unset else list(default)  # type: ignore[arg-type]
+    return None if unset else default
+
+
+def _key_name(option: click.Option) -> str | None:
+    longs = [o for o in option.opts if o.startswith("--")]
+    if not longs:
+        return None
+    name = longs[0][2:].replace("-", "_")
+    return None if name in _NOT_KEYS else name
+
+
+def _type_name(option: click.Option) -> str:
+    """The type as the file spells it: ``bool``, ``integer 100-599``, ``list of string``."""
+    kind = option.type
+    if option.is_flag and not option.count:
+        name = "bool"
+    elif isinstance(kind, click.Choice):
+        name = "|".join(map(str, kind.choices))
+    elif option.count or isinstance(kind, click.types.IntParamType):
+        name = "integer"
+    elif isinstance(kind, click.types.FloatParamType):
+        name = "number"
+    elif isinstance(kind, click.Path):
+        name = "path"
+    else:
+        name = "string"
+    if isinstance(kind, click.types.IntRange | click.types.FloatRange):
+        low = "" if kind.min is None else kind.min
+        high = "" if kind.max is None else kind.max
+        name += f" {low}-{high}" if high != "" else f" >= {low}"
+    return f"list of {name}" if option.multiple else name
+
+
+_SPECIAL_TYPE_NAMES = {
+    "match_on": "list of matcher names",
+    "set": 'table {option = value}, or list of "option=value"',
+}
+
+
+_SCHEMA: dict[str, dict[str, ConfigKey]] | None = None
+
+
+def config_schema() -> dict[str, dict[str, ConfigKey]]:
+    """Section -> key -> ``ConfigKey``, built from the ``baton`` command tree once.
+
+    Section ``""`` holds the shared keys that may sit at the top of the file.
+    """
+    global _SCHEMA
+    if _SCHEMA is not None:
+        return _SCHEMA
+    from baton.proxy.cli import main
+
+    schema: dict[str, dict[str, ConfigKey]] = {}
+    shared: dict[str, ConfigKey] = {}
+    for command_name, command in sorted(main.commands.items()):
+        keys: dict[str, ConfigKey] = {}
+        for param in command.params:
+            if not isinstance(param, click.Option):
+                continue
+            name = _key_name(param)
+            if name is None:
+                continue
+            default = _plain_default(param)
+            keys[name] = ConfigKey(
+                name,
+                param.help or "",
+                _SPECIAL_CHECKS.get(name, _option_check(param)),
+                option=param,
+                default=default,
+                type_name=_SPECIAL_TYPE_NAMES.get(name) or _type_name(param),
+            )
+            if name in SHARED_KEYS and name not in shared:
+                shared[name] = keys[name]
+        if keys:
+            schema[command_name] = keys
+    for section, extra in _extra_keys().items():
+        schema.setdefault(section, {}).update(extra)
+    schema[""] = {**shared, **schema.get("", {})}
+    _SCHEMA = schema
+    return schema
