@@ -13,35 +13,12 @@ import click
 
 from baton.cassettes.model import Interaction
 from baton.cassettes.reader import CassetteReader
+from baton.proxy.cli.configuration import current_config
 from baton.proxy.cli.errors import InputError, user_errors
 from baton.proxy.cli.options import configure_logging
 from baton.replay.comparison import DriftClass
 
 __all__ = ["diff"]
-
-
-def _diff_config(path: Path | None) -> dict[str, object]:
-    """``[diff]`` of baton.toml, or ``[tool.baton.diff]`` of pyproject.toml, in the current folder."""
-    import tomllib
-
-    candidates = [path] if path else [Path("baton.toml"), Path("pyproject.toml")]
-    for candidate in candidates:
-        if candidate is None or not candidate.exists():
-            if path is not None:
-                raise InputError(f"{path}: no such file")
-            continue
-        try:
-            data = tomllib.loads(candidate.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{candidate}: not valid TOML: {exc}") from exc
-        section = (
-            data.get("tool", {}).get("baton", {}) if candidate.name == "pyproject.toml" else data
-        )
-        diff = section.get("diff", {})
-        if not isinstance(diff, dict):
-            raise InputError(f"{candidate}: [diff] must be a table")
-        return diff
-    return {}
 
 
 @click.command()
@@ -88,12 +65,6 @@ def _diff_config(path: Path | None) -> dict[str, object]:
 )
 @click.option("--ignore-order", is_flag=True, help="Compare JSON lists as multisets.")
 @click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Rules file [default: ./baton.toml, else [tool.baton] of ./pyproject.toml].",
-)
-@click.option(
     "--learn-noise",
     is_flag=True,
     help="Send each request twice to the reference first; what differs is noise.",
@@ -123,7 +94,8 @@ def _diff_config(path: Path | None) -> dict[str, object]:
 @click.option(
     "--fail-on",
     type=click.Choice([c.value for c in DriftClass if c is not DriftClass.NOISE]),
-    default=None,
+    default=DriftClass.BREAKING.value,
+    show_default=True,
     help="Gate: fail on breaking (default), additive (or worse) or value (any drift).",
 )
 @click.option(
@@ -151,14 +123,13 @@ def diff(
     ignore: tuple[str, ...],
     ignore_regex: tuple[str, ...],
     ignore_order: bool,
-    config_path: Path | None,
     learn_noise: bool,
     reference: str | None,
     ca_cert: Path | None,
     insecure: bool,
     noise_file: Path | None,
     save_noise: Path | None,
-    fail_on: str | None,
+    fail_on: str,
     fmt: str,
     output: Path | None,
 ) -> None:
@@ -185,16 +156,14 @@ def diff(
         raise click.UsageError("give either --target URL or a second cassette, not both or neither")
     if ca_cert is not None and insecure:
         raise click.UsageError("give --ca-cert PATH or --insecure, not both")
-    config = _diff_config(config_path)
-    gate = DriftClass(fail_on or str(config.get("fail_on", "breaking")))
-    endpoints = config.get("endpoints", {})
+    gate = DriftClass(fail_on)
+    # Per-endpoint rules have no flag; they come from [tool.baton.diff.endpoints."GET /x/*"].
+    endpoints = current_config().table("diff", "endpoints")
     rules = NoiseRules(
-        paths=[*map(str, config.get("ignore", [])), *ignore],  # type: ignore[call-overload]
-        regexes=[*map(str, config.get("ignore_regex", [])), *ignore_regex],  # type: ignore[call-overload]
-        per_endpoint={str(k): list(v.get("ignore", [])) for k, v in endpoints.items()}  # type: ignore[union-attr]
-        if isinstance(endpoints, dict)
-        else {},
-        ignore_order=ignore_order or bool(config.get("ignore_order", False)),
+        paths=list(ignore),
+        regexes=list(ignore_regex),
+        per_endpoint={pattern: list(rule["ignore"]) for pattern, rule in endpoints.items()},
+        ignore_order=ignore_order,
     )
     if noise_file is not None:
         try:
