@@ -357,5 +357,8 @@ def config_schema() -> dict[str, dict[str, ConfigKey]]:
     for section, extra in _extra_keys().items():
         schema.setdefault(section, {}).update(extra)
     schema[""] = {**shared, **schema.get("", {})}
+    # The pytest plugin takes the shared keys (matching, redaction, cassette_dir) in its own
+    # section too, so [tool.baton.pytest] can differ from the command line's defaults.
+    schema["pytest"] = {**schema[""], **schema["pytest"]}
     _SCHEMA = schema
     return schema
