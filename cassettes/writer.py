@@ -16,6 +16,14 @@ Why it is built this way:
   file, and a file that already ends in a torn object is refused (repair it
   first) rather than appended to.
 * Redaction runs inside ``append``: nothing unredacted reaches the file.
+* ``discard_if_empty``: a recorder stopped before any traffic should leave no
+  cassette behind. The file is still created with its header at once, so the
+  lock refuses a second recorder from the start and a recorder killed before
+  any traffic leaves a valid (empty) cassette; ``close`` then removes it, but
+  only a file this writer created and never appended to, and only while it
+  still holds the lock. A writer that finds its path gone or replaced after
+  taking the lock (that removal, between its ``open`` and its ``flock``)
+  opens the path again instead of appending to an unlinked file.
 """
 
 from __future__ import annotations
@@ -74,39 +82,74 @@ class CassetteWriter:
         redactor: Redactor | None,
         fsync: FsyncPolicy | str = FsyncPolicy.CLOSE,
         meta: Mapping[str, Any] | None = None,
+        discard_if_empty: bool = False,
     ) -> None:
         """Open ``path`` for appending, creating it with a header if it is new or empty.
 
         ``redactor`` is required as an argument so that writing without
         redaction is a visible decision (``redactor=None``), never a default.
+        ``discard_if_empty``: ``close`` removes the file again if this writer
+        created it and appended nothing (a file that existed is never removed).
         """
         self.path = Path(path)
         self.fsync = FsyncPolicy(fsync)
         self._redactor = redactor
+        self._discard_if_empty = discard_if_empty
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._pending: list[tuple[Interaction, asyncio.Future[Interaction]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.count = 0
         """Interactions appended by this writer."""
+        self.created = False
+        """True when this writer created the file (it did not exist before)."""
+        self.discarded = False
+        """True once ``close`` removed the file it created and never appended to."""
+        for _attempt in range(10):
+            self._fd, self.created = self._open()
+            try:
+                if self._claim():
+                    break
+            except BaseException:
+                os.close(self._fd)
+                raise
+            os.close(self._fd)
+        else:
+            raise CassetteError(f"{self.path}: keeps being replaced while opening; try again")
         try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        except IsADirectoryError as exc:
-            raise CassetteError(f"{self.path}: is a directory; name a cassette file") from exc
-        except OSError as exc:
-            raise CassetteError(f"{self.path}: cannot open for writing: {exc.strerror}") from exc
-        try:
-            self._claim()
             if os.fstat(self._fd).st_size == 0:
                 self._write_all(pack(make_header(meta, _baton_version())))
                 os.fsync(self._fd)
             else:
                 self._check_tail()
         except BaseException:
+            if self.created and os.fstat(self._fd).st_size == 0:
+                os.unlink(self.path)  # ours, and not even a header made it (disk full)
             os.close(self._fd)
             raise
 
-    def _claim(self) -> None:
+    def _open(self) -> tuple[int, bool]:
+        """A descriptor for appending, and whether the file was created by this call."""
+        flags = os.O_WRONLY | os.O_APPEND
+        try:
+            for _attempt in range(3):
+                try:
+                    return os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644), True
+                except FileExistsError:
+                    pass
+                try:
+                    return os.open(self.path, flags), False
+                except FileNotFoundError:
+                    continue  # removed in between: create it after all
+            # A dangling symlink exists and does not: create its target, as before.
+            return os.open(self.path, flags | os.O_CREAT, 0o644), False
+        except IsADirectoryError as exc:
+            raise CassetteError(f"{self.path}: is a directory; name a cassette file") from exc
+        except OSError as exc:
+            raise CassetteError(f"{self.path}: cannot open for writing: {exc.strerror}") from exc
+
+    def _claim(self) -> bool:
+        """Take the exclusive lock; False if the path no longer names the file that was opened."""
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -116,6 +159,15 @@ class CassetteWriter:
                     "stop it or choose another file"
                 ) from exc
             raise
+        return self._names_our_file()
+
+    def _names_our_file(self) -> bool:
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        ours = os.fstat(self._fd)
+        return (on_disk.st_dev, on_disk.st_ino) == (ours.st_dev, ours.st_ino)
 
     def _check_tail(self) -> None:
         # Reading to the end also validates the header and every object, so a
@@ -200,7 +252,11 @@ class CassetteWriter:
         return outcomes
 
     def close(self) -> None:
-        """Flush to stable storage (unless the policy is ``never``) and release the file."""
+        """Flush to stable storage (unless the policy is ``never``) and release the file.
+
+        With ``discard_if_empty``, a file this writer created and never
+        appended to is removed instead, while the lock is still held.
+        """
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -208,7 +264,15 @@ class CassetteWriter:
             if self._fd < 0:
                 return
             try:
-                if self.fsync is not FsyncPolicy.NEVER:
+                if (
+                    self._discard_if_empty
+                    and self.created
+                    and self.count == 0
+                    and self._names_our_file()
+                ):
+                    os.unlink(self.path)
+                    self.discarded = True
+                elif self.fsync is not FsyncPolicy.NEVER:
                     os.fsync(self._fd)
             finally:
                 os.close(self._fd)

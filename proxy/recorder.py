@@ -52,6 +52,8 @@ class Recorder:
         """Interactions that could not be written (the traffic went on)."""
         self.skipped = 0
         """Exchanges left out by the host and path filters."""
+        self.discarded = False
+        """True when the cassette was created for this run and removed again, nothing recorded."""
 
     def load(self, loader: object) -> None:
         add = loader.add_option  # type: ignore[attr-defined]
@@ -113,6 +115,8 @@ class Recorder:
                 redactor=redactor,
                 fsync=ctx.options.baton_fsync,
                 meta={"recorded_with": "baton record", "mode": list(ctx.options.mode)},
+                # A recorder stopped before any traffic leaves no header-only file behind.
+                discard_if_empty=True,
             )
         except (CassetteError, RedactionError) as exc:
             raise exceptions.OptionsError(str(exc)) from exc
@@ -161,6 +165,7 @@ class Recorder:
     def _close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+            self.discarded = self._writer.discarded
             self._writer = None
 
     def done(self) -> None:

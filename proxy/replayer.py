@@ -129,7 +129,8 @@ class Replayer:
             on_exhausted=ctx.options.baton_on_exhausted,
         )
         try:
-            if self._mode is RecordMode.ONCE and not paths[0].exists():
+            existed = paths[0].exists()
+            if self._mode is RecordMode.ONCE and not existed:
                 self._mode = RecordMode.ALL
             replaying = [] if self._mode is RecordMode.ALL else paths
             self.index = options.load(replaying, address=ctx.options.baton_replay_address)
@@ -142,6 +143,9 @@ class Replayer:
                     paths[0],
                     redactor=Redactor(RedactionRules.build(), load_or_create_key()),
                     meta={"recorded_with": "baton replay", "record_mode": self._mode.value},
+                    # A run that forwarded nothing leaves no empty cassette for `once`
+                    # to mistake for a recording next time.
+                    discard_if_empty=not existed,
                 )
         except (CassetteError, RedactionError, ValueError) as exc:
             raise exceptions.OptionsError(str(exc)) from exc

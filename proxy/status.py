@@ -69,6 +69,8 @@ class RecordingStatus:
     def summary(self) -> None:
         r = self._recorder
         line = f"baton: recorded {plural(r.recorded, 'interaction')} into {self._cassette}"
+        if r.discarded:
+            line = f"baton: recorded no interactions; {self._cassette} was not created"
         if r.skipped:
             line += f"; {r.skipped} filtered out"
         if r.failed:

@@ -7,11 +7,14 @@ the files left behind, the bytes and timing a client gets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.processes import run_baton
+from baton.cassettes import read_cassette
+from tests.processes import BatonProcess, Upstream, run_baton
 
 
 def assert_one_line_error(result: object, *fragments: str) -> None:
@@ -83,3 +86,107 @@ def test_record_refuses_reverse_without_a_url_and_a_scheme_mitmproxy_does_not_kn
     ftp = run_baton(["record", "-o", str(cassette), "--mode", "reverse:ftp://127.0.0.1:21"])
     assert_one_line_error(ftp, "ftp", "reverse:https://HOST:PORT")
     assert not cassette.exists()
+
+
+# --- 2. a recorder stopped before any traffic leaves no cassette behind -------------------------
+
+
+def test_a_recorder_stopped_before_any_traffic_leaves_no_cassette(
+    baton: Callable[..., BatonProcess], tmp_path: Path
+) -> None:
+    cassette = tmp_path / "new.cassette"
+    recorder = baton("record", "-o", str(cassette), "--listen-port", "0")
+    # While it runs the file exists, locked: a second recorder is refused at once.
+    second = run_baton(
+        ["record", "-o", str(cassette), "--listen-port", "0", "--mode", "reverse:http://x:1"]
+    )
+    assert_one_line_error(second, "another baton process is recording into this cassette")
+    assert recorder.stop() == 0
+    assert not cassette.exists()
+    assert f"recorded no interactions; {cassette} was not created" in recorder.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_recorder_stopped_after_one_request_keeps_it(
+    baton: Callable[..., BatonProcess], echo: Upstream, tmp_path: Path
+) -> None:
+    cassette = tmp_path / "one.cassette"
+    recorder = baton(
+        "record", "-o", str(cassette), "--mode", f"reverse:{echo.url}", "--listen-port", "0"
+    )
+    answer = httpx.get(recorder.url + "/echo?n=1", trust_env=False, timeout=30)
+    assert recorder.stop() == 0
+    (interaction,) = read_cassette(cassette)
+    assert interaction.request.query == (("n", "1"),)
+    assert interaction.response is not None and interaction.response.body == answer.content
+    assert f"recorded 1 interaction into {cassette}" in recorder.output
+
+
+@pytest.mark.parametrize("interactions", [0, 2], ids=["header-only", "two-interactions"])
+def test_a_cassette_that_existed_is_left_exactly_as_it_was(
+    baton: Callable[..., BatonProcess], tmp_path: Path, interactions: int
+) -> None:
+    from baton.cassettes import CassetteWriter
+    from tests.test_cassette_format import sample
+
+    cassette = tmp_path / "old.cassette"
+    with CassetteWriter(cassette, redactor=None) as writer:
+        for number in range(interactions):
+            writer.append(sample(number + 1))
+    before = cassette.read_bytes()
+    recorder = baton("record", "-o", str(cassette), "--listen-port", "0")
+    assert recorder.stop() == 0
+    assert cassette.read_bytes() == before
+    assert "recorded 0 interactions into" in recorder.output
+
+
+def test_a_recorder_killed_before_any_traffic_leaves_a_readable_empty_cassette(
+    baton: Callable[..., BatonProcess], tmp_path: Path
+) -> None:
+    # SIGKILL gives no chance to clean up; what is left must still be a valid cassette.
+    cassette = tmp_path / "killed.cassette"
+    recorder = baton("record", "-o", str(cassette), "--listen-port", "0")
+    recorder.kill()
+    assert read_cassette(cassette) == []
+    shown = run_baton(["show", str(cassette)])
+    assert shown.returncode == 0, shown.stderr
+
+
+def test_a_writer_removes_only_the_empty_file_it_created(tmp_path: Path) -> None:
+    from baton.cassettes import CassetteWriter
+    from tests.test_cassette_format import sample
+
+    fresh = tmp_path / "fresh.cassette"
+    writer = CassetteWriter(fresh, redactor=None, discard_if_empty=True)
+    assert fresh.exists() and writer.created
+    writer.close()
+    assert not fresh.exists() and writer.discarded
+
+    with CassetteWriter(fresh, redactor=None, discard_if_empty=True) as writer:
+        writer.append(sample(1))
+    assert [i.id for i in read_cassette(fresh)] == ["id-1"]
+
+    before = fresh.read_bytes()
+    with CassetteWriter(fresh, redactor=None, discard_if_empty=True) as writer:
+        assert not writer.created
+    assert fresh.read_bytes() == before and not writer.discarded
+
+    zero = tmp_path / "zero.cassette"
+    zero.touch()  # a file someone else made: kept, whatever it held
+    CassetteWriter(zero, redactor=None, discard_if_empty=True).close()
+    assert zero.exists()
+
+
+def test_replay_once_without_traffic_leaves_no_cassette_to_mistake_for_a_recording(
+    baton: Callable[..., BatonProcess], echo: Upstream, tmp_path: Path, mitm_confdir: Path
+) -> None:
+    cassette = tmp_path / "once.cassette"
+    args = ["replay", str(cassette), "--record-mode", "once", "--mode", f"reverse:{echo.url}"]
+    first = baton(*args, "--listen-port", "0", "--set", f"confdir={mitm_confdir}")
+    assert first.stop() == 0
+    assert not cassette.exists()
+    # So the next run in `once` mode still records, instead of replaying nothing.
+    second = baton(*args, "--listen-port", "0", "--set", f"confdir={mitm_confdir}")
+    httpx.get(second.url + "/echo?k=1", trust_env=False, timeout=30)
+    assert second.stop() == 0
+    assert len(read_cassette(cassette)) == 1
