@@ -155,7 +155,7 @@ def diff(
     if (target is None) == (new_cassette is None):
         raise click.UsageError("give either --target URL or a second cassette, not both or neither")
     if ca_cert is not None and insecure:
-        raise click.UsageError("give --ca-cert PATH or --insecure, not both")
+        raise InputError("give --ca-cert PATH or --insecure, not both")
     gate = DriftClass(fail_on)
     # Per-endpoint rules have no flag; they come from [tool.baton.diff.endpoints."GET /x/*"].
     endpoints = current_config().table("diff", "endpoints")
