@@ -191,3 +191,20 @@ def test_every_bad_flag_is_one_line_and_exit_2(tmp_path: Path, args: list[str]) 
     result = run_baton(args, cwd=tmp_path)
     assert_one_line_error(result, "error:")
     assert "--help" in result.stderr  # where to look next
+
+
+def test_match_options_from_the_file_reach_the_replay_server(tmp_path: Path) -> None:
+    from baton.cassettes import CassetteWriter
+    from tests.test_cassette_format import sample
+
+    cassette = tmp_path / "items.cassette"
+    with CassetteWriter(cassette, redactor=None) as writer:
+        writer.append(sample(1))  # GET /items/1?page=1
+    for text, expected in [("", 502), ("[replay]\nmatch_on = ['method', 'path']\n", 200)]:
+        write(tmp_path / "baton.toml", text)
+        server = start_baton(["replay", str(cassette), "--listen-port", "0"], cwd=tmp_path)
+        try:
+            answer = httpx.get(f"{server.url}/items/1?page=2")
+            assert answer.status_code == expected, (text, answer.text)
+        finally:
+            server.stop()

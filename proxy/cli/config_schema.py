@@ -64,6 +64,8 @@ class ConfigKey:
     """The flag this key gives a default to, if any."""
     default: Any = None
     type_name: str = "str"
+    to_flag: Callable[[Any], Any] | None = None
+    """How a checked value becomes what the flag takes, where the two differ."""
 
 
 # -- checking values -----------------------------------------------------------------
@@ -124,7 +126,7 @@ def _option_check(param: click.Option) -> Callable[[Any, Path], Any]:
 
 
 def _check_match_on(value: Any, base: Path) -> Any:
-    """``match_on``: a list in the file, the comma-separated string the flag takes."""
+    """``match_on``: a list in the file (a comma-separated string, as the flag takes, also does)."""
     from baton.replay.matching import MATCHERS
 
     items = value.split(",") if isinstance(value, str) else value
@@ -136,7 +138,7 @@ def _check_match_on(value: Any, base: Path) -> Any:
             raise ConfigValueError(
                 f"unknown matcher {item.strip()!r}{hint}; matchers: {', '.join(MATCHERS)}"
             )
-    return ",".join(i.strip() for i in items)
+    return [i.strip() for i in items]
 
 
 def _check_mitmproxy_set(value: Any, base: Path) -> Any:
@@ -349,6 +351,7 @@ def config_schema() -> dict[str, dict[str, ConfigKey]]:
                 option=param,
                 default=default,
                 type_name=_SPECIAL_TYPE_NAMES.get(name) or _type_name(param),
+                to_flag=",".join if name == "match_on" else None,
             )
             if name in SHARED_KEYS and name not in shared:
                 shared[name] = keys[name]

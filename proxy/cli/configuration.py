@@ -247,11 +247,11 @@ def default_map(config: Config) -> dict[str, dict[str, Any]]:
         if not section:
             continue
         values = config.values_for(section)
-        flags = {
-            keys[name].option.name: value  # type: ignore[union-attr]
-            for name, value in values.items()
-            if keys[name].option is not None and keys[name].option.name  # type: ignore[union-attr]
-        }
+        flags = {}
+        for name, value in values.items():
+            key = keys[name]
+            if key.option is not None and key.option.name:
+                flags[key.option.name] = key.to_flag(value) if key.to_flag else value
         if flags:
             defaults[section] = flags
     return defaults
