@@ -6,10 +6,15 @@ response set there means no upstream connection is opened, provided
 as the client does — which ``baton replay`` sets for this reason). Misses
 get the near-miss report; in ``new_episodes`` and ``all`` they go upstream
 instead and are appended to the cassette, redacted like any recording.
+
+With ``baton_replay_latency`` set, a hit waits its recorded ``duration_ms``
+(times the scale) before it is answered. The hook is ``async`` and sleeps on
+the event loop, so only that one exchange waits, never the proxy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +31,7 @@ from baton.replay.index import ExhaustedPolicy, Index, Miss
 from baton.replay.options import ReplayOptions
 from baton.replay.record_mode import RecordMode
 
-__all__ = ["Replayer", "flow_response"]
+__all__ = ["Replayer", "flow_response", "latency_scale"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +77,22 @@ def miss_flow_response(miss: Miss, status: int) -> http.Response:
     )
 
 
+def latency_scale(value: str | None) -> float | None:
+    """``baton_replay_latency`` as a number; ``OptionsError`` for anything but a number >= 0."""
+    if value is None or not value.strip():
+        return None
+    try:
+        scale = float(value)
+    except ValueError:
+        scale = -1.0
+    if not scale >= 0 or scale == float("inf"):
+        raise exceptions.OptionsError(
+            f"baton_replay_latency: {value!r} is not a number >= 0 "
+            "(the scale of the recorded duration, e.g. 1)"
+        )
+    return scale
+
+
 class Replayer:
     """Serve interactions from ``baton_replay`` cassettes; forward and record per the record mode."""
 
@@ -79,6 +100,8 @@ class Replayer:
         self.index: Index | None = None
         self._writer: CassetteWriter | None = None
         self._mode = RecordMode.NONE
+        self.latency_scale: float | None = None
+        """Scale of the recorded duration to wait before answering; None answers at once."""
         self.forwarded = 0
         self.recorded = 0
 
@@ -111,9 +134,20 @@ class Replayer:
             True,
             "Match scheme, host and port (off in reverse mode, where they are baton's own).",
         )
+        add(
+            "baton_replay_latency",
+            str | None,
+            None,
+            "Wait the recorded duration times this scale (e.g. 1, 0.5) before answering a hit; "
+            "unset answers at once.",
+        )
 
     def configure(self, updated: set[str]) -> None:
-        if not any(name.startswith("baton_") and name != "baton_cassette" for name in updated):
+        if "baton_replay_latency" in updated:
+            self.latency_scale = latency_scale(ctx.options.baton_replay_latency)
+        # The index is rebuilt (and its counts start over) only when what it holds changes.
+        index_blind = {"baton_cassette", "baton_replay_latency"}
+        if not any(name.startswith("baton_") and name not in index_blind for name in updated):
             return
         paths = [Path(p) for p in ctx.options.baton_replay]
         if not paths:
@@ -150,7 +184,7 @@ class Replayer:
         except (CassetteError, RedactionError, ValueError) as exc:
             raise exceptions.OptionsError(str(exc)) from exc
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    async def request(self, flow: http.HTTPFlow) -> None:
         index = self.index
         if index is None or flow.response is not None or self._mode is RecordMode.ALL:
             if self._mode is RecordMode.ALL:
@@ -166,6 +200,9 @@ class Replayer:
             flow.response = miss_flow_response(result, ctx.options.baton_miss_status)
             return
         flow.response = flow_response(result.interaction)
+        recorded_ms = result.interaction.duration_ms
+        if self.latency_scale and recorded_ms:
+            await asyncio.sleep(recorded_ms / 1000.0 * self.latency_scale)
 
     async def response(self, flow: http.HTTPFlow) -> None:
         if not flow.metadata.get("baton_forward") or self._writer is None:

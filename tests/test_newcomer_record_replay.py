@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from baton.cassettes import read_cassette
-from tests.processes import BatonProcess, Upstream, run_baton
+from tests.processes import BatonProcess, Upstream, run_baton, start_mitmdump
 
 
 def assert_one_line_error(result: object, *fragments: str) -> None:
@@ -190,3 +190,74 @@ def test_replay_once_without_traffic_leaves_no_cassette_to_mistake_for_a_recordi
     httpx.get(second.url + "/echo?k=1", trust_env=False, timeout=30)
     assert second.stop() == 0
     assert len(read_cassette(cassette)) == 1
+
+
+# --- 3. --replay-latency on both paths ------------------------------------------------------------
+
+RECORDED_MS = 3000.0
+SCALE = 0.3  # so a delayed answer takes at least 0.9 s
+
+
+@pytest.fixture
+def slow_cassette(tmp_path: Path) -> Path:
+    """One interaction recorded as taking RECORDED_MS, and one quick one to warm up with."""
+    from dataclasses import replace
+
+    from baton.cassettes import CassetteWriter
+    from tests.test_cassette_format import sample
+
+    path = tmp_path / "slow.cassette"
+    with CassetteWriter(path, redactor=None) as writer:
+        writer.append(replace(sample(1), duration_ms=RECORDED_MS))
+        writer.append(replace(sample(2), duration_ms=0.0))
+    return path
+
+
+def timed_get(client: httpx.Client, url: str) -> tuple[float, httpx.Response]:
+    client.get(url + "/items/2?page=1")  # the connection and first-request costs, outside
+    answer = client.get(url + "/items/1?page=1")
+    return answer.elapsed.total_seconds(), answer
+
+
+@pytest.mark.parametrize("path", ["fast", "mitmproxy"])
+def test_replay_latency_delays_a_hit_by_its_recorded_duration_on_both_paths(
+    baton: Callable[..., BatonProcess], slow_cassette: Path, mitm_confdir: Path, path: str
+) -> None:
+    forced = ["--set", f"confdir={mitm_confdir}"] if path == "mitmproxy" else []
+    args = ["replay", str(slow_cassette), "--listen-port", "0", *forced]
+    plain = baton(*args)
+    slowed = baton(*args, "--replay-latency", str(SCALE))
+    assert f"{path} path" in slowed.output
+    with httpx.Client(trust_env=False, timeout=30) as client:
+        quick_seconds, quick = timed_get(client, plain.url)
+        slow_seconds, slow = timed_get(client, slowed.url)
+    assert slow.status_code == quick.status_code == 200
+    assert slow.content == quick.content == b'{"n": 1}'
+    # A lower bound only: the recorded 3 s times 0.3 must be waited out; without the
+    # flag the same answer does not wait that long.
+    assert slow_seconds >= RECORDED_MS / 1000 * SCALE
+    assert quick_seconds < RECORDED_MS / 1000 * SCALE
+    assert plain.stop() == 0 and slowed.stop() == 0
+
+
+def test_the_replayer_addon_takes_baton_replay_latency_in_a_plain_mitmdump(
+    slow_cassette: Path, mitm_confdir: Path
+) -> None:
+    addon = run_baton(["addon-path"]).stdout.strip()
+    common = ["-s", addon, "--set", f"confdir={mitm_confdir}"]
+    common += ["--set", f"baton_replay={slow_cassette}", "--set", "connection_strategy=lazy"]
+    slowed = start_mitmdump([*common, "--set", f"baton_replay_latency={SCALE}"])
+    try:
+        proxy = f"http://127.0.0.1:{slowed.port}"
+        with httpx.Client(proxy=proxy, trust_env=False, timeout=30) as client:
+            seconds, answer = timed_get(client, "http://example.test")
+    finally:
+        slowed.stop()
+    assert answer.content == b'{"n": 1}'
+    assert seconds >= RECORDED_MS / 1000 * SCALE
+
+
+def test_a_bad_replay_latency_option_is_one_line(slow_cassette: Path, mitm_confdir: Path) -> None:
+    settings = ["--set", f"confdir={mitm_confdir}", "--set", "baton_replay_latency=slow"]
+    result = run_baton(["replay", str(slow_cassette), "--listen-port", "0", *settings])
+    assert_one_line_error(result, "baton_replay_latency", "'slow' is not a number >= 0")

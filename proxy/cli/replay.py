@@ -126,7 +126,9 @@ def replay(
     if replaying_only and reverse_plain and not extra:
         _replay_fast(cassettes, listen_host, listen_port, options, replay_latency, fail_on_miss)
     else:
-        _replay_mitmproxy(cassettes, modes, listen_host, listen_port, options, fail_on_miss, extra)
+        _replay_mitmproxy(
+            cassettes, modes, listen_host, listen_port, options, replay_latency, fail_on_miss, extra
+        )
 
 
 def _replay_fast(
@@ -190,6 +192,7 @@ def _replay_mitmproxy(
     listen_host: str,
     listen_port: int,
     options: ReplayOptions,
+    replay_latency: float | None,
     fail_on_miss: bool,
     extra: tuple[str, ...],
 ) -> None:
@@ -208,6 +211,7 @@ def _replay_mitmproxy(
             # Answer in the request hook before any upstream connection exists.
             "connection_strategy": "lazy",
             **options.addon_options(cassettes, address=not reverse),
+            "baton_replay_latency": None if replay_latency is None else str(replay_latency),
         },
     )
     replayer = Replayer()
