@@ -209,11 +209,11 @@ def _entry(index: int, entry: Any, notes: list[str]) -> Interaction:
         )
     content: dict[str, Any] = raw["content"] if isinstance(raw.get("content"), dict) else {}
     headers = _headers(raw.get("headers"))
-    size, compression = content.get("size"), content.get("compression")
-    sizes = _stated_sizes(size)
-    if sizes and _stated_sizes(abs(compression) if isinstance(compression, int) else None):
+    sizes = _stated_sizes(content.get("size"))
+    compression = content.get("compression")
+    if sizes and isinstance(compression, int) and not isinstance(compression, bool):
         # mitmproxy states the size on the wire, and the decoded size minus it as compression.
-        sizes |= _stated_sizes(size + compression)
+        sizes |= _stated_sizes(min(sizes) + compression)
     body = _body_bytes(content, sizes, _charset(headers, content))
     if not _is_exact(content):
         headers = consistent_body(headers, body, f"{where} response", notes)
