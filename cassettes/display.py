@@ -2,14 +2,25 @@
 
 Bodies are decoded only here, for display: content-encoding undone, text
 shown as text in its charset, anything else summarised by size and digest.
+Colour (ANSI) is the caller's choice — a terminal, never a pipe — and only
+marks the method and the status, so the text reads the same without it.
+
+The ``stable`` form is what ``git diff`` sees through ``baton textconv``: it
+leaves out everything that changes when the same traffic is recorded again
+— ids, times, durations, client addresses, and the values of headers a
+server stamps on every answer (``Date``, request and trace ids) — so two
+recordings differ only where the content did.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import fnmatch
 import hashlib
 import re
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +28,46 @@ from baton.cassettes.content_coding import decode_body
 from baton.cassettes.errors import ContentCodingError
 from baton.cassettes.model import Headers, Interaction
 
-__all__ = ["body_as_text", "interaction_to_json", "render_interaction"]
+__all__ = [
+    "VOLATILE_HEADERS",
+    "InteractionFilter",
+    "SummaryTotals",
+    "body_as_text",
+    "interaction_to_json",
+    "parse_status_filter",
+    "render_interaction",
+    "render_summary_line",
+]
+
+VOLATILE_HEADERS = frozenset(
+    {
+        "date",
+        "age",
+        "expires",
+        "x-request-id",
+        "x-correlation-id",
+        "request-id",
+        "traceparent",
+        "tracestate",
+        "x-amzn-trace-id",
+        "x-amzn-requestid",
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-parentspanid",
+        "x-cloud-trace-context",
+        "cf-ray",
+        "server-timing",
+        "x-runtime",
+        "x-response-time",
+    }
+)
+"""Headers whose value changes on every answer without the content changing."""
+_VARIES = "[varies with each recording]"
+
+_RESET = "\x1b[0m"
+_BOLD = "\x1b[1m"
+_STATUS_COLOURS = {2: "\x1b[32m", 3: "\x1b[36m", 4: "\x1b[33m", 5: "\x1b[31m"}
+_ERROR_COLOUR = "\x1b[31m"
 
 _TEXT_TYPES = re.compile(
     r"^(text/|application/(.*\+)?(json|xml|javascript|x-www-form-urlencoded|graphql|yaml|x-ndjson))",
@@ -74,9 +124,41 @@ def _size(body: bytes | None) -> str:
     return f"{len(body)} B"
 
 
-def _block(lines: list[str], prefix: str, headers: Headers) -> None:
+def _human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    value = size / 1024
+    for unit in ("KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _paint(text: str, code: str, colour: bool) -> str:
+    return f"{code}{text}{_RESET}" if colour and code else text
+
+
+def _status_text(
+    interaction: Interaction, colour: bool, *, reason: bool = True, width: int = 0
+) -> str:
+    """The status (and reason), or ERROR; coloured by class when ``colour``."""
+    response = interaction.response
+    if response is None:
+        text = f"ERROR {interaction.error}" if reason else "ERROR"
+        return _paint(f"{text:<{width}}", _ERROR_COLOUR, colour)
+    text = f"{response.status} {response.reason}".rstrip() if reason else str(response.status)
+    return _paint(f"{text:<{width}}", _STATUS_COLOURS.get(response.status // 100, ""), colour)
+
+
+def _block(lines: list[str], prefix: str, headers: Headers, stable: bool = False) -> None:
     for name, value in headers:
-        lines.append(f"{prefix} {name}: {value}")
+        shown = _VARIES if stable and name.lower() in VOLATILE_HEADERS else value
+        lines.append(f"{prefix} {name}: {shown}")
 
 
 def _body_lines(
@@ -103,6 +185,10 @@ def _body_lines(
     lines.extend("  " + line for line in text.splitlines())
 
 
+def _duration(interaction: Interaction) -> str:
+    return f"{interaction.duration_ms:.0f} ms" if interaction.duration_ms is not None else "-"
+
+
 def render_interaction(
     interaction: Interaction,
     number: int,
@@ -110,40 +196,132 @@ def render_interaction(
     headers: bool = True,
     max_body: int = 4096,
     stable: bool = False,
+    colour: bool = False,
 ) -> str:
     """Return a readable multi-line block for one interaction.
 
     ``stable`` leaves out what changes with every recording (id, time,
-    duration) and pretty-prints JSON with sorted keys: the form for ``git diff``.
+    duration, the values of ``VOLATILE_HEADERS``) and pretty-prints JSON with
+    sorted keys: the form for ``git diff``. ``colour`` marks the method and
+    the status with ANSI codes, for a terminal.
     """
     request, response = interaction.request, interaction.response
     when = datetime.fromtimestamp(interaction.recorded_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
-    duration = f"{interaction.duration_ms:.0f} ms" if interaction.duration_ms is not None else "-"
-    if response is None:
-        outcome = f"ERROR {interaction.error}"
-    else:
-        outcome = f"{response.status} {response.reason}".rstrip()
+    outcome = _status_text(interaction, colour)
     if stable:
         summary = f"  -> {outcome}  ({request.http_version})"
     else:
         summary = (
             f"  -> {outcome}  ({_size(request.body)} sent, "
-            f"{_size(response.body) if response else '-'} received, {duration}, {when}Z, "
-            f"{request.http_version}, id {interaction.id})"
+            f"{_size(response.body) if response else '-'} received, {_duration(interaction)}, "
+            f"{when}Z, {request.http_version}, id {interaction.id})"
         )
-    lines = [f"#{number} {request.method} {request.url}", summary]
+    lines = [f"#{number} {_paint(request.method, _BOLD, colour)} {request.url}", summary]
     if interaction.tags.get("redacted"):
         lines.append(f"  redacted: {', '.join(map(str, interaction.tags['redacted']))}")
     if headers:
-        _block(lines, ">", request.headers)
+        _block(lines, ">", request.headers, stable)
     _body_lines(lines, request.body, request.headers, max_body, stable)
     if response is not None:
         if headers:
-            _block(lines, "<", response.headers)
+            _block(lines, "<", response.headers, stable)
         _body_lines(lines, response.body, response.headers, max_body, stable)
         if response.trailers:
-            _block(lines, "< trailer", response.trailers)
+            _block(lines, "< trailer", response.trailers, stable)
     return "\n".join(lines)
+
+
+# -- baton show --summary and its filters ---------------------------------------------
+
+
+_STATUS_FILTER = re.compile(r"^(?:[1-5]\d\d|[1-5]xx|error)$", re.IGNORECASE)
+
+
+def parse_status_filter(text: str) -> str:
+    """``404``, ``4xx`` (any 4..), or ``error`` (no response), normalised; ``ValueError`` else."""
+    value = text.strip().lower()
+    if not _STATUS_FILTER.match(value):
+        raise ValueError(f"--status {text!r}: give a status (404), a class (4xx) or error")
+    return value
+
+
+@dataclass(frozen=True)
+class InteractionFilter:
+    """Which interactions to show: any of the globs or statuses of each kind, all kinds at once.
+
+    ``hosts`` match the host (or ``host:port``), case-insensitively; ``paths``
+    the path without its query; ``statuses`` are ``parse_status_filter`` values.
+    An empty kind matches everything.
+    """
+
+    hosts: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.hosts or self.paths or self.statuses)
+
+    def matches(self, interaction: Interaction) -> bool:
+        request = interaction.request
+        if self.hosts:
+            names = (request.host.lower(), f"{request.host}:{request.port}".lower())
+            if not any(fnmatch.fnmatchcase(n, g.lower()) for g in self.hosts for n in names):
+                return False
+        if self.paths and not any(fnmatch.fnmatchcase(request.path, g) for g in self.paths):
+            return False
+        return not self.statuses or any(_status_matches(interaction, s) for s in self.statuses)
+
+
+def _status_matches(interaction: Interaction, wanted: str) -> bool:
+    if interaction.response is None:
+        return wanted == "error"
+    status = str(interaction.response.status)
+    return status == wanted or (wanted.endswith("xx") and status[0] == wanted[0])
+
+
+def render_summary_line(interaction: Interaction, number: int, *, colour: bool = False) -> str:
+    """One line: number, method, URL, status, sizes sent and received, duration."""
+    request, response = interaction.request, interaction.response
+    sent = "-" if request.body is None else _human_size(len(request.body))
+    received = "-" if response is None or response.body is None else _human_size(len(response.body))
+    method = _paint(f"{request.method:<7}", _BOLD, colour)
+    status = _status_text(interaction, colour, reason=False, width=5)
+    return f"#{number:<4} {method} {request.url}  {status} {sent} -> {received}  {_duration(interaction)}"
+
+
+@dataclass
+class SummaryTotals:
+    """What ``baton show --summary`` adds up over the interactions it shows."""
+
+    shown: int = 0
+    read: int = 0
+    sent: int = 0
+    received: int = 0
+    duration_ms: float | None = None
+    statuses: Counter[str] = field(default_factory=Counter)
+
+    def add(self, interaction: Interaction) -> None:
+        self.shown += 1
+        self.sent += len(interaction.request.body or b"")
+        response = interaction.response
+        self.received += len(response.body or b"") if response else 0
+        if interaction.duration_ms is not None:
+            self.duration_ms = (self.duration_ms or 0.0) + interaction.duration_ms
+        self.statuses[str(response.status) if response else "error"] += 1
+
+    def render(self, filtered: bool) -> str:
+        of = f" (of {self.read} read)" if filtered else ""
+        statuses = ", ".join(f"{status} x{n}" for status, n in sorted(self.statuses.items()))
+        return (
+            f"{_plural(self.shown, 'interaction')}{of}: {_human_size(self.sent)} sent, "
+            f"{_human_size(self.received)} received, "
+            + (
+                "no duration recorded"
+                if self.duration_ms is None
+                else f"{self.duration_ms:.0f} ms in all"
+            )
+            + (f"; {statuses}" if statuses else "")
+        )
 
 
 def _json_body(body: bytes | None) -> dict[str, Any]:

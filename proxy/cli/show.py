@@ -1,19 +1,47 @@
-"""``baton show``: the interactions of a cassette, as they are read."""
+"""``baton show``: the interactions of a cassette, as they are read, filtered or summarised."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import click
 
-from baton.cassettes.display import interaction_to_json, render_interaction
+from baton.cassettes.display import (
+    InteractionFilter,
+    SummaryTotals,
+    interaction_to_json,
+    parse_status_filter,
+    render_interaction,
+    render_summary_line,
+)
 from baton.cassettes.reader import CassetteReader
-from baton.proxy.cli.errors import quiet_broken_pipe, user_errors
+from baton.proxy.cli.errors import InputError, quiet_broken_pipe, user_errors
 from baton.proxy.cli.options import configure_logging
 
 __all__ = ["show"]
+
+
+def wants_colour(stream: TextIO) -> bool:
+    """Colour on a terminal only: never in a pipe or a file, never with NO_COLOR or TERM=dumb."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _statuses(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    try:
+        return tuple(parse_status_filter(value) for value in values)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
 
 
 @click.command()
@@ -34,30 +62,94 @@ __all__ = ["show"]
     show_default=True,
     help="Text format: cut bodies after this many characters (0: never).",
 )
-def show(cassette: Path, fmt: str, no_headers: bool, max_body: int) -> None:
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    metavar="GLOB",
+    help="Only requests to a matching host or host:port, e.g. '*.internal' (repeatable).",
+)
+@click.option(
+    "--path",
+    "paths",
+    multiple=True,
+    metavar="GLOB",
+    help="Only requests whose path (without query) matches, e.g. '/api/*' (repeatable).",
+)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    metavar="N|4xx|error",
+    callback=_statuses,
+    help="Only answers with this status, class, or no answer at all (repeatable).",
+)
+@click.option(
+    "--summary",
+    is_flag=True,
+    help="One line per interaction (number, method, URL, status, sizes, duration), then totals.",
+)
+def show(
+    cassette: Path,
+    fmt: str,
+    no_headers: bool,
+    max_body: int,
+    hosts: tuple[str, ...],
+    paths: tuple[str, ...],
+    statuses: tuple[str, ...],
+    summary: bool,
+) -> None:
     """Print the interactions of CASSETTE, as they are read.
 
+    Filters of one kind match any of their values; filters of different
+    kinds must all match. Interactions keep their number in the cassette.
+    Method and status are coloured on a terminal (not in a pipe; NO_COLOR
+    turns it off).
+
     \b
-    Example:
+    Examples:
+      baton show api.cassette --summary
+      baton show api.cassette --host 'api.*' --status 5xx --status error
       baton show api.cassette --format json | jq .response.status
     """
     configure_logging(0, False)
+    if summary and fmt == "json":
+        raise InputError("--summary is a text view; leave out --format json (or --summary)")
+    selection = InteractionFilter(hosts, paths, statuses)
     out = sys.stdout
+    colour = fmt == "text" and wants_colour(out)
+    totals = SummaryTotals()
     with user_errors(), quiet_broken_pipe(), CassetteReader(cassette, warn_torn=False) as reader:
         for number, interaction in enumerate(reader, 1):
+            totals.read = number
+            if not selection.matches(interaction):
+                continue
             if fmt == "json":
                 out.write(json.dumps(interaction_to_json(interaction), ensure_ascii=False))
-                out.write("\n")
+            elif summary:
+                out.write(render_summary_line(interaction, number, colour=colour))
             else:
-                if number > 1:
+                if totals.shown:
                     out.write("\n")
                 out.write(
                     render_interaction(
-                        interaction, number, headers=not no_headers, max_body=max_body
+                        interaction,
+                        number,
+                        headers=not no_headers,
+                        max_body=max_body,
+                        colour=colour,
                     )
                 )
-                out.write("\n")
+            out.write("\n")
+            totals.add(interaction)
             out.flush()
+        if summary:
+            out.write(("\n" if totals.shown else "") + totals.render(bool(selection)) + "\n")
+        elif selection and not totals.shown:
+            click.echo(
+                f"baton: no interaction of {cassette} matches the filters ({totals.read} read)",
+                err=True,
+            )
         if reader.torn_at is not None:
             click.echo(
                 f"baton: warning: {cassette}: ends in a torn object at byte {reader.torn_at}; "
