@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 
 from mitmproxy import addons as mitm_addons
 from mitmproxy import exceptions, log, master, options
+
+from baton.proxy.status import listen_failure
 
 __all__ = ["ProxySettings", "ProxyStartupError", "run_proxy"]
 
@@ -72,11 +75,18 @@ class _StartupErrors(log.MitmLogHandler):
         return record.levelno < logging.ERROR
 
 
+# mitmproxy 11 and 12: "[Errno 98] HTTP(S) proxy failed to listen on 127.0.0.1:8080 with
+# [Errno 98] error while attempting to bind on address ('127.0.0.1', 8080): address already in use"
+_BIND_FAILURE = re.compile(r"\[Errno (\d+)\].*bind on address \('([^']*)', (\d+)[^)]*\): (.+)$")
+
+
 def _one_line(message: str) -> str:
-    """The first line of a mitmproxy message, with baton's hint where mitmproxy's would mislead."""
+    """The first line of a mitmproxy message, in baton's words where mitmproxy's would mislead."""
     first = message.strip().splitlines()[0] if message.strip() else message
-    if "address already in use" in first:
-        first += "; choose another --listen-port (0 picks a free one)"
+    bind = _BIND_FAILURE.search(first)
+    if bind is not None:
+        code, host, port, reason = bind.groups()
+        return listen_failure(host, int(port), int(code), reason)
     return first
 
 

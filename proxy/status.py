@@ -1,11 +1,15 @@
-"""What ``baton record`` tells the person at the terminal while it runs.
+"""What ``baton record`` and ``baton replay`` tell the person at the terminal.
 
 On a terminal, a live line with the count of recorded interactions; in a
 pipe or CI log, only the start and summary lines, so logs stay readable.
+A port that cannot be bound is one line naming the port, who holds it
+where the system says, and what to do.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +32,65 @@ def plural(count: int, noun: str) -> str:
 def format_address(host: str, port: int) -> str:
     """``host:port``, with brackets around an IPv6 host."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listen_failure(host: str, port: int, error: int | None, reason: str) -> str:
+    """One line for an address baton could not listen on: the port, its holder, the fix."""
+    if error == errno.EADDRINUSE:
+        holder = port_holder(port)
+        held = f" (by {holder})" if holder else ""
+        return (
+            f"port {port} on {host} is already in use{held}; stop that or choose another "
+            "--listen-port (--listen-port 0 picks a free one)"
+        )
+    if error == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host}: no such address on this machine; check --listen-host"
+    if error == errno.EACCES:
+        return (
+            f"cannot listen on port {port}: permission denied (ports below 1024 need root); "
+            "choose another --listen-port (--listen-port 0 picks a free one)"
+        )
+    return f"cannot listen on {format_address(host, port)}: {reason}"
+
+
+def port_holder(port: int) -> str | None:
+    """``pid 1234 (nginx)`` for the process listening on TCP ``port``, where /proc tells.
+
+    Linux only, best effort: None where /proc is missing or the holder is
+    another user's process this one may not look into.
+    """
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as rows:
+                next(rows, None)
+                for row in rows:
+                    fields = row.split()
+                    local, state, inode = fields[1], fields[3], fields[9]
+                    if state == "0A" and int(local.rpartition(":")[2], 16) == port:
+                        inodes.add(f"socket:[{inode}]")
+        except (OSError, IndexError, ValueError):
+            continue
+    if not inodes:
+        return None
+    try:
+        pids = [entry for entry in os.listdir("/proc") if entry.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            descriptors = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in descriptors:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") not in inodes:
+                    continue
+                with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as comm:
+                    return f"pid {pid}, {comm.read().strip()}"
+            except OSError:
+                continue
+    return None
 
 
 class RecordingStatus:

@@ -7,7 +7,9 @@ the files left behind, the bytes and timing a client gets.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -261,3 +263,41 @@ def test_a_bad_replay_latency_option_is_one_line(slow_cassette: Path, mitm_confd
     settings = ["--set", f"confdir={mitm_confdir}", "--set", "baton_replay_latency=slow"]
     result = run_baton(["replay", str(slow_cassette), "--listen-port", "0", *settings])
     assert_one_line_error(result, "baton_replay_latency", "'slow' is not a number >= 0")
+
+
+# --- 4. a listen port already in use --------------------------------------------------------------
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that this test process holds, listening."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    yield int(holder.getsockname()[1])
+    holder.close()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["record", "-o", "{tmp}/new.cassette"],
+        ["replay", "{cassette}"],
+        ["replay", "{cassette}", "--mode", "regular"],
+    ],
+    ids=["record", "replay-fast", "replay-mitmproxy"],
+)
+def test_a_port_in_use_is_one_line_naming_the_port_its_holder_and_the_fix(
+    busy_port: int, empty_cassette: Path, tmp_path: Path, mitm_confdir: Path, command: list[str]
+) -> None:
+    args = [a.format(tmp=tmp_path, cassette=empty_cassette) for a in command]
+    if "--mode" in args:
+        args += ["--set", f"confdir={mitm_confdir}"]
+    result = run_baton([*args, "--listen-port", str(busy_port)])
+    assert_one_line_error(
+        result,
+        f"port {busy_port} on 127.0.0.1 is already in use",
+        f"(by pid {os.getpid()}, ",  # this test holds it
+        "--listen-port 0 picks a free one",
+    )
+    assert not (tmp_path / "new.cassette").exists()

@@ -141,7 +141,7 @@ def _replay_fast(
 ) -> None:
     import signal
 
-    from baton.proxy.status import format_address, plural, replay_summary
+    from baton.proxy.status import format_address, listen_failure, plural, replay_summary
     from baton.replay.server import ReplayServer, install_fast_loop
 
     with user_errors():
@@ -166,10 +166,8 @@ def _replay_fast(
         try:
             host, port = await server.start()
         except OSError as exc:
-            raise InputError(
-                f"cannot listen on {format_address(listen_host, listen_port)}: {exc.strerror}; "
-                "choose another --listen-port (0 picks a free one)"
-            ) from exc
+            reason = exc.strerror or str(exc)
+            raise InputError(listen_failure(listen_host, listen_port, exc.errno, reason)) from exc
         click.echo(
             f"baton: replaying {plural(len(index), 'interaction')} from "
             f"{', '.join(map(str, cassettes))}; listening on {format_address(host, port)} "
