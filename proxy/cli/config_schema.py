@@ -250,7 +250,8 @@ def _extra_keys() -> dict[str, dict[str, ConfigKey]]:
             ),
             "allow_hosts": ConfigKey(
                 "allow_hosts",
-                "Hosts a test may still reach with block_network on.",
+                "Hosts a test may still reach with block_network on: names, *.globs, addresses, "
+                "CIDR networks.",
                 _check_strings,
                 default=[],
                 type_name="list",
@@ -258,6 +259,13 @@ def _extra_keys() -> dict[str, dict[str, ConfigKey]]:
             "fail_on_unused": ConfigKey(
                 "fail_on_unused",
                 "Fail a test that left recorded interactions unused.",
+                _check_bool,
+                default=False,
+                type_name="bool",
+            ),
+            "allow_misses": ConfigKey(
+                "allow_misses",
+                "Let a test pass although some of its requests matched no recorded interaction.",
                 _check_bool,
                 default=False,
                 type_name="bool",
