@@ -140,9 +140,13 @@ class NetworkBlock:
         self.refused.append(error)
         return error
 
-    def check_connect(self, family: int, address: Any) -> None:
-        """Raise ``NetworkBlockedError`` unless a socket of ``family`` may connect to ``address``."""
-        if family not in (socket.AF_INET, socket.AF_INET6) or _is_exempt():
+    def check_connect(self, sock: socket.socket, address: Any) -> None:
+        """Raise ``NetworkBlockedError`` unless ``sock`` may connect to ``address``.
+
+        A refused socket is closed first: ``socket.create_connection`` and
+        urllib3 close theirs only after an ``OSError``, and would leak it.
+        """
+        if sock.family not in (socket.AF_INET, socket.AF_INET6) or _is_exempt():
             return
         if not isinstance(address, tuple) or len(address) < 2:
             return  # malformed: let the socket itself say so
@@ -156,6 +160,7 @@ class NetworkBlock:
                 return
         elif parsed in self._resolved or self.allow.allows_address(parsed):
             return
+        sock.close()
         raise self._refuse(str(host), port)
 
     def check_lookup(self, host: Any, port: Any, flags: int) -> bool:
@@ -191,11 +196,11 @@ class NetworkBlock:
         block = self
 
         def guarded_connect(sock: socket.socket, address: Any, /) -> None:
-            block.check_connect(sock.family, address)
+            block.check_connect(sock, address)
             return connect(sock, address)
 
         def guarded_connect_ex(sock: socket.socket, address: Any, /) -> int:
-            block.check_connect(sock.family, address)
+            block.check_connect(sock, address)
             return connect_ex(sock, address)
 
         def guarded_getaddrinfo(

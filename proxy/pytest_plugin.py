@@ -296,7 +296,12 @@ def _problems(
             )
     if block is not None:
         shown = _exception_chain(raised)
-        swallowed = [e for e in block.refused if not any(e is s for s in shown)]
+        test_code = _test_code(item)
+        swallowed = [
+            error
+            for error in block.refused
+            if not any(error is s for s in shown) and not _reached(error, test_code)
+        ]
         if swallowed:
             problems.append(
                 "baton: the network block refused a connection the test did not see fail "
@@ -315,6 +320,23 @@ def _problems(
                 )
             )
     return problems
+
+
+def _test_code(item: pytest.Item) -> object:
+    function = getattr(item, "obj", None)
+    function = getattr(function, "__func__", function)
+    return getattr(function, "__code__", None)
+
+
+def _reached(error: BaseException, test_code: object) -> bool:
+    """Whether ``error`` propagated up to the test function itself (which then caught it,
+    say with ``pytest.raises``), rather than dying inside a client or another thread."""
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code is test_code:
+            return True
+        frame = frame.tb_next
+    return False
 
 
 def _exception_chain(raised: BaseException | None) -> list[BaseException]:
