@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,16 +18,13 @@ import click
 from rich.console import Console
 from rich.status import Status
 
+from baton.cassettes.wording import plural
+
 if TYPE_CHECKING:
     from baton.proxy.recorder import Recorder
     from baton.replay.index import Index
 
-__all__ = ["RecordingStatus"]
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 interaction``, ``2 interactions``."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+__all__ = ["RecordingStatus", "format_address", "listen_failure", "plural", "replay_summary"]
 
 
 def format_address(host: str, port: int) -> str:
@@ -141,11 +139,16 @@ class RecordingStatus:
         click.echo(line, err=True)
 
 
-def replay_summary(index: Index) -> list[str]:
-    """Lines printed when replay stops: hits, misses (each named), unused."""
+def replay_summary(index: Index, shown: int = 20) -> list[str]:
+    """Lines printed when replay stops: hits, misses, unused; then each distinct miss once.
+
+    A request that missed many times (a client retrying, a poll) is one line
+    with its count, so the list names what is missing rather than how often.
+    """
     lines = [f"baton: {index.summary()}"]
-    for miss in index.misses[:20]:
-        lines.append("baton: miss: " + miss.report().splitlines()[0].removeprefix("baton: "))
-    if len(index.misses) > 20:
-        lines.append(f"baton: ... and {len(index.misses) - 20} more misses")
+    distinct = Counter(miss.headline().removeprefix("baton: ") for miss in index.misses)
+    for headline, count in list(distinct.items())[:shown]:
+        lines.append(f"baton: miss: {headline}" + (f" ({count} times)" if count > 1 else ""))
+    if len(distinct) > shown:
+        lines.append(f"baton: ... and {plural(len(distinct) - shown, 'more distinct miss')}")
     return lines

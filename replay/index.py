@@ -20,6 +20,7 @@ from typing import Any
 
 from baton.cassettes.model import Interaction, Request
 from baton.cassettes.redaction import PLACEHOLDER_PATTERN
+from baton.cassettes.wording import plural
 from baton.replay.matching import KeyPart, MatchConfig, Mismatch, explain, match_key
 
 __all__ = ["ExhaustedPolicy", "Hit", "Index", "Miss"]
@@ -53,11 +54,15 @@ class Miss:
 
     def report(self) -> str:
         """A near-miss report for a person: the request, then the closest recorded ones."""
-        lines = [f"baton: {self.reason} {self.request.method} {self.request.target}"]
+        lines = [self.headline()]
         if not self.near:
             lines.append("  the cassette holds no interactions")
         else:
-            lines.append("  closest recorded requests:")
+            lines.append(
+                "  closest recorded request:"
+                if len(self.near) == 1
+                else "  closest recorded requests:"
+            )
         for number, (candidate, mismatches) in enumerate(self.near, 1):
             lines.append(f"  {number}. {candidate.method} {candidate.target}")
             if not mismatches:
@@ -67,6 +72,10 @@ class Miss:
                     f"     {mismatch.matcher}: recorded {mismatch.expected} | got {mismatch.got}"
                 )
         return "\n".join(lines)
+
+    def headline(self) -> str:
+        """The report's first line: what missed, e.g. ``baton: no recorded ... matches GET /x``."""
+        return f"baton: {self.reason} {self.request.method} {self.request.target}"
 
 
 def learned_secret_fields(interactions: Iterable[Interaction]) -> frozenset[str]:
@@ -135,6 +144,7 @@ class Index:
         self._queues: dict[tuple[KeyPart, ...], _Queue] = {}
         self._keys: list[tuple[KeyPart, ...]] = []
         self.served = [0] * len(self.interactions)
+        self._asked: set[tuple[KeyPart, ...]] = set()
         self.hits = 0
         self.misses: list[Miss] = []
         for number, interaction in enumerate(self.interactions):
@@ -160,7 +170,9 @@ class Index:
         ``forwarding``: the caller sends misses upstream (``new_episodes``), so
         a miss is neither explained nor counted.
         """
-        queue = self._queues.get(match_key(request, self.config))
+        key = match_key(request, self.config)
+        self._asked.add(key)
+        queue = self._queues.get(key)
         if queue is not None and queue.cursor < len(queue.numbers):
             number = queue.numbers[queue.cursor]
             queue.cursor += 1
@@ -171,7 +183,10 @@ class Index:
             return Miss(request, [])
         reason = "no recorded interaction matches"
         if queue is not None:
-            reason = f"all {len(queue.numbers)} recorded answers were used (strict) for"
+            answers = plural(len(queue.numbers), "recorded answer")
+            reason = (
+                f"all {answers} {'was' if len(queue.numbers) == 1 else 'were'} used (strict) for"
+            )
         miss = Miss(request, self.explain(request), reason)
         self.misses.append(miss)
         return miss
@@ -190,17 +205,44 @@ class Index:
         return Hit(self.interactions[number], number, repeated)
 
     def explain(self, request: Request, limit: int = 3) -> list[tuple[Request, list[Mismatch]]]:
-        """The closest recorded requests to ``request`` and what differed, matcher by matcher."""
-        pairs = ((i.request, key) for i, key in zip(self.interactions, self._keys, strict=True))
+        """The closest recorded requests to ``request`` and what differed, matcher by matcher.
+
+        One candidate per match key: a request recorded many times (a health
+        check, a poll) is one candidate, not ``limit`` copies of itself.
+        """
+        pairs = (
+            (self.interactions[queue.numbers[0]].request, key)
+            for key, queue in self._queues.items()
+        )
         return explain(request, pairs, self.config, limit)
 
     def unused(self) -> list[Interaction]:
-        """Recorded interactions no request has asked for."""
+        """Recorded interactions never served, one by one.
+
+        Includes the later copies of a request recorded more often than it
+        was asked for; ``unmatched`` leaves those out.
+        """
         return [i for i, count in zip(self.interactions, self.served, strict=True) if count == 0]
 
+    def unmatched(self) -> list[Interaction]:
+        """Recorded interactions whose request nobody made: no request had their match key.
+
+        What a person means by "unused": a request polled fifty times while
+        recording and three times in the test is used, though 47 of its
+        recorded answers were never served. An interaction recorded by
+        forwarding a miss (``new_episodes``) answered that request, so it is
+        matched too.
+        """
+        return [
+            i
+            for i, key in zip(self.interactions, self._keys, strict=True)
+            if key not in self._asked
+        ]
+
     def summary(self) -> str:
-        """One line: hits, misses, unused."""
+        """One line: hits, misses, and the recorded interactions no request matched."""
         return (
-            f"{self.hits} hits, {len(self.misses)} misses, "
-            f"{len(self.unused())} of {len(self.interactions)} recorded interactions unused"
+            f"{plural(self.hits, 'hit')}, {plural(len(self.misses), 'miss')}, "
+            f"{len(self.unmatched())} of {plural(len(self.interactions), 'recorded interaction')} "
+            "unused"
         )

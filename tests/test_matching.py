@@ -78,7 +78,7 @@ def test_identical_requests_are_answered_in_recorded_order_then_by_policy() -> N
     ]
     miss = strict.lookup(req())
     assert isinstance(miss, Miss) and "all 3 recorded answers were used" in miss.report()
-    assert strict.summary() == "3 hits, 1 misses, 0 of 3 recorded interactions unused"
+    assert strict.summary() == "3 hits, 1 miss, 0 of 3 recorded interactions unused"
 
 
 def test_address_matchers_are_dropped_in_reverse_mode() -> None:

@@ -8,6 +8,7 @@ the files left behind, the bytes and timing a client gets.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -301,3 +302,107 @@ def test_a_port_in_use_is_one_line_naming_the_port_its_holder_and_the_fix(
         "--listen-port 0 picks a free one",
     )
     assert not (tmp_path / "new.cassette").exists()
+
+
+# --- 5. plurals, the unused count, each miss once ---------------------------------------------
+
+WRONG_PLURAL = re.compile(r"\b1 (interactions|hits|misses|answers|recorded interactions)\b")
+
+
+@pytest.fixture
+def polled_cassette(tmp_path: Path) -> Path:
+    """/items/1 recorded three times (a poll), /items/2 and /items/3 once each."""
+    from dataclasses import replace
+
+    from baton.cassettes import CassetteWriter
+    from tests.test_cassette_format import sample
+
+    path = tmp_path / "polled.cassette"
+    with CassetteWriter(path, redactor=None) as writer:
+        for copy in range(3):
+            writer.append(replace(sample(1), id=f"poll-{copy}"))
+        writer.append(sample(2))
+        writer.append(sample(3))
+    return path
+
+
+@pytest.mark.parametrize("path", ["fast", "mitmproxy"])
+def test_the_replay_summary_counts_unused_as_never_asked_and_names_each_miss_once(
+    baton: Callable[..., BatonProcess], polled_cassette: Path, mitm_confdir: Path, path: str
+) -> None:
+    forced = ["--set", f"confdir={mitm_confdir}"] if path == "mitmproxy" else []
+    replayer = baton("replay", str(polled_cassette), "--listen-port", "0", *forced)
+    with httpx.Client(trust_env=False, timeout=30) as client:
+        assert client.get(replayer.url + "/items/1?page=1").content == b'{"n": 1}'
+        for _ in range(3):
+            assert client.get(replayer.url + "/nope").status_code == 502
+        near = client.get(replayer.url + "/items/9?page=1")
+    assert replayer.stop() == 0
+    # /items/1 was asked for: its two unserved copies are not "unused"; /items/2 and 3 are.
+    assert "baton: 1 hit, 4 misses, 2 of 5 recorded interactions unused" in replayer.output
+    misses = [line for line in replayer.lines if line.startswith("baton: miss: ")]
+    assert misses == [
+        "baton: miss: no recorded interaction matches GET /nope (3 times)\n",
+        "baton: miss: no recorded interaction matches GET /items/9?page=1\n",
+    ]
+    # The near-miss report names a request recorded three times once.
+    candidates = [line for line in near.text.splitlines() if line.lstrip()[:2] in ("1.", "2.")]
+    assert [c.split(". ", 1)[1] for c in candidates] == [
+        "GET /items/1?page=1",
+        "GET /items/2?page=1",
+    ]
+    assert near.text.count("GET /items/1?page=1") == 1
+    assert not WRONG_PLURAL.search(replayer.output), replayer.output
+
+
+@pytest.mark.parametrize("path", ["fast", "mitmproxy"])
+def test_one_of_each_is_worded_in_the_singular(
+    baton: Callable[..., BatonProcess], tmp_path: Path, mitm_confdir: Path, path: str
+) -> None:
+    from baton.cassettes import CassetteWriter
+    from tests.test_cassette_format import sample
+
+    cassette = tmp_path / "one.cassette"
+    with CassetteWriter(cassette, redactor=None) as writer:
+        writer.append(sample(1))
+    forced = ["--set", f"confdir={mitm_confdir}"] if path == "mitmproxy" else []
+    replayer = baton("replay", str(cassette), "--listen-port", "0", *forced)
+    assert "baton: replaying 1 interaction from" in replayer.output
+    with httpx.Client(trust_env=False, timeout=30) as client:
+        client.get(replayer.url + "/items/1?page=1")
+        client.get(replayer.url + "/elsewhere")
+    assert replayer.stop() == 0
+    assert "baton: 1 hit, 1 miss, 0 of 1 recorded interaction unused" in replayer.output
+    assert not WRONG_PLURAL.search(replayer.output), replayer.output
+
+
+def test_new_episodes_counts_what_it_recorded_as_used(
+    baton: Callable[..., BatonProcess], echo: Upstream, tmp_path: Path, mitm_confdir: Path
+) -> None:
+    cassette = tmp_path / "episodes.cassette"
+    recorder = baton(
+        "record", "-o", str(cassette), "--mode", f"reverse:{echo.url}", "--listen-port", "0"
+    )
+    httpx.get(recorder.url + "/echo?k=1", trust_env=False, timeout=30)
+    assert recorder.stop() == 0
+    assert "baton: recorded 1 interaction into" in recorder.output
+
+    replayer = baton(
+        "replay",
+        str(cassette),
+        "--record-mode",
+        "new_episodes",
+        "--mode",
+        f"reverse:{echo.url}",
+        "--listen-port",
+        "0",
+        "--set",
+        f"confdir={mitm_confdir}",
+    )
+    with httpx.Client(trust_env=False, timeout=30) as client:
+        client.get(replayer.url + "/echo?k=1")
+        client.get(replayer.url + "/echo?k=2")  # forwarded, recorded, and so used
+    assert replayer.stop() == 0
+    assert "baton: 1 hit, 0 misses, 0 of 2 recorded interactions unused" in replayer.output
+    assert f"baton: recorded 1 new interaction into {cassette}" in replayer.output
+    assert not WRONG_PLURAL.search(replayer.output), replayer.output

@@ -198,7 +198,7 @@ def test_reordered_json_and_query_match_and_a_changed_value_names_the_field(
     assert changed.headers["x-baton-miss"] == "1"
     assert "order.id: recorded 7, got 8" in changed.text
     assert replayer.stop() == 0
-    assert "1 hits, 1 misses" in replayer.output
+    assert "1 hit, 1 miss" in replayer.output
     assert "miss: no recorded interaction matches POST /echo" in replayer.output
 
 
@@ -337,7 +337,7 @@ def test_new_episodes_forwards_a_miss_appends_it_and_the_next_run_replays_it(
     old = httpx.get(first.url + "/echo?n=1", trust_env=False, timeout=30).json()["seq"]
     new = httpx.get(first.url + "/echo?n=2", trust_env=False, timeout=30).json()["seq"]
     assert first.stop() == 0
-    assert "recorded 1 new interactions" in first.output
+    assert "recorded 1 new interaction into" in first.output
     assert [dict(i.request.query)["n"] for i in read_cassette(cassette)] == ["1", "2"]
 
     second = baton("replay", str(cassette), "--listen-port", "0")

@@ -196,7 +196,7 @@ def _replay_mitmproxy(
 ) -> None:
     from baton.proxy.replayer import Replayer
     from baton.proxy.running import ProxySettings, ProxyStartupError, run_proxy
-    from baton.proxy.status import format_address, replay_summary
+    from baton.proxy.status import format_address, plural, replay_summary
 
     resolved = tuple(_reverse_target(cassettes) if m == "reverse" else m for m in modes)
     reverse = all(m.startswith("reverse:") for m in resolved)
@@ -218,7 +218,8 @@ def _replay_mitmproxy(
         where = ", ".join(format_address(h, p) for h, p in addresses)
         count = len(replayer.index) if replayer.index is not None else 0
         click.echo(
-            f"baton: replaying {count} interactions from {', '.join(map(str, cassettes))}; "
+            f"baton: replaying {plural(count, 'interaction')} from "
+            f"{', '.join(map(str, cassettes))}; "
             f"listening on {where} (mitmproxy path: {', '.join(resolved)}; "
             f"record mode {options.record_mode})",
             err=True,
@@ -235,7 +236,8 @@ def _replay_mitmproxy(
             click.echo(line, err=True)
         if replayer.recorded:
             click.echo(
-                f"baton: recorded {replayer.recorded} new interactions into {cassettes[0]}",
+                f"baton: recorded {plural(replayer.recorded, 'new interaction')} "
+                f"into {cassettes[0]}",
                 err=True,
             )
         if fail_on_miss and replayer.index.misses:
