@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,14 @@ if TYPE_CHECKING:
     from baton.proxy.recorder import Recorder
     from baton.replay.index import Index
 
-__all__ = ["RecordingStatus", "format_address", "listen_failure", "plural", "replay_summary"]
+__all__ = [
+    "RecordingStatus",
+    "ReplayStatus",
+    "format_address",
+    "listen_failure",
+    "plural",
+    "replay_summary",
+]
 
 
 def format_address(host: str, port: int) -> str:
@@ -137,6 +145,43 @@ class RecordingStatus:
         if r.failed:
             line += f"; {r.failed} could not be recorded (see the errors above)"
         click.echo(line, err=True)
+
+
+class ReplayStatus:
+    """The live line of ``baton replay`` on a terminal: hits, misses, unused, as they change.
+
+    Nothing at all when stderr is not a terminal (a pipe, a CI log) or with
+    ``-q``: there the start line and the summary are the whole output.
+    """
+
+    def __init__(self, index: Callable[[], Index | None], *, quiet: bool = False) -> None:
+        self._index = index
+        self._quiet = quiet
+        self._console = Console(stderr=True)
+        self._live: Status | None = None
+
+    def start(self) -> None:
+        if self._console.is_terminal and not self._quiet:
+            self._live = self._console.status(self._text())
+            self._live.start()
+
+    def _text(self) -> str:
+        index = self._index()
+        if index is None:
+            return "replaying (Ctrl-C stops)"
+        misses = len(index.misses)
+        text = f"replaying: {plural(index.hits, 'hit')}, "
+        text += f"[red]{plural(misses, 'miss')}[/red]" if misses else "0 misses"
+        return text + f", {index.unmatched_count()} of {len(index)} unused (Ctrl-C stops)"
+
+    def tick(self) -> None:
+        if self._live is not None:
+            self._live.update(self._text())
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
 
 def replay_summary(index: Index, shown: int = 20) -> list[str]:

@@ -145,6 +145,7 @@ class Index:
         self._keys: list[tuple[KeyPart, ...]] = []
         self.served = [0] * len(self.interactions)
         self._asked: set[tuple[KeyPart, ...]] = set()
+        self._matched = 0  # interactions whose key was asked for, kept as it changes
         self.hits = 0
         self.misses: list[Miss] = []
         for number, interaction in enumerate(self.interactions):
@@ -154,6 +155,8 @@ class Index:
         key = match_key(interaction.request, self.config)
         self._keys.append(key)
         self._queues.setdefault(key, _Queue()).numbers.append(number)
+        if key in self._asked:
+            self._matched += 1
 
     def add(self, interaction: Interaction) -> None:
         """Add a newly recorded interaction (``new_episodes``); it is served from now on."""
@@ -171,8 +174,10 @@ class Index:
         a miss is neither explained nor counted.
         """
         key = match_key(request, self.config)
-        self._asked.add(key)
         queue = self._queues.get(key)
+        if key not in self._asked:
+            self._asked.add(key)
+            self._matched += len(queue.numbers) if queue is not None else 0
         if queue is not None and queue.cursor < len(queue.numbers):
             number = queue.numbers[queue.cursor]
             queue.cursor += 1
@@ -239,10 +244,14 @@ class Index:
             if key not in self._asked
         ]
 
+    def unmatched_count(self) -> int:
+        """``len(self.unmatched())``, without walking the interactions (a live status asks often)."""
+        return len(self.interactions) - self._matched
+
     def summary(self) -> str:
         """One line: hits, misses, and the recorded interactions no request matched."""
         return (
             f"{plural(self.hits, 'hit')}, {plural(len(self.misses), 'miss')}, "
-            f"{len(self.unmatched())} of {plural(len(self.interactions), 'recorded interaction')} "
-            "unused"
+            f"{self.unmatched_count()} of "
+            f"{plural(len(self.interactions), 'recorded interaction')} unused"
         )

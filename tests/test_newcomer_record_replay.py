@@ -7,9 +7,17 @@ the files left behind, the bytes and timing a client gets.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import re
+import signal
 import socket
+import struct
+import subprocess
+import termios
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,7 +25,7 @@ import httpx
 import pytest
 
 from baton.cassettes import read_cassette
-from tests.processes import BatonProcess, Upstream, run_baton, start_mitmdump
+from tests.processes import BATON, BatonProcess, Upstream, run_baton, start_mitmdump
 
 
 def assert_one_line_error(result: object, *fragments: str) -> None:
@@ -406,3 +414,134 @@ def test_new_episodes_counts_what_it_recorded_as_used(
     assert "baton: 1 hit, 0 misses, 0 of 2 recorded interactions unused" in replayer.output
     assert f"baton: recorded 1 new interaction into {cassette}" in replayer.output
     assert not WRONG_PLURAL.search(replayer.output), replayer.output
+
+
+def test_the_unmatched_count_kept_live_agrees_with_the_list() -> None:
+    from dataclasses import replace
+
+    from baton.cassettes import Request
+    from baton.replay.index import ExhaustedPolicy, Index
+    from tests.test_cassette_format import sample
+
+    polled = [replace(sample(1), id=f"p{n}") for n in range(3)]
+    index = Index([*polled, sample(2), sample(3)], on_exhausted=ExhaustedPolicy.STRICT)
+    new = Request("GET", "http", "example.test", 80, "/new")
+    for request in [sample(1).request, new, sample(1).request]:
+        index.lookup(request)
+        assert index.unmatched_count() == len(index.unmatched())
+    index.add(replace(sample(9), request=new))  # recorded by forwarding the miss
+    assert index.unmatched_count() == len(index.unmatched()) == 2
+    assert [i.request.path for i in index.unmatched()] == ["/items/2", "/items/3"]
+    # Never served, one by one: the poll's third copy and the forwarded one count there.
+    assert [i.id for i in index.unused()] == ["p2", "id-2", "id-3", "id-9"]
+    assert index.summary() == "2 hits, 1 miss, 2 of 6 recorded interactions unused"
+
+
+# --- 6. one live status line on a terminal, nothing extra in a pipe --------------------------------
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+class Terminal:
+    """A real pseudo-terminal with ``baton`` running in it, its screen output collected."""
+
+    def __init__(self, args: list[str]) -> None:
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 220, 0, 0))
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+        self.proc = subprocess.Popen(
+            [*BATON, *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env={**env, "TERM": "xterm-256color"},
+        )
+        os.close(slave)
+        self._master = master
+        self._raw = bytearray()
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._master, 65536)
+            except OSError:  # EIO once the child's side is closed
+                return
+            if not chunk:
+                return
+            with self._lock:
+                self._raw += chunk
+
+    @property
+    def text(self) -> str:
+        """What was written to the terminal, without colours and cursor movements."""
+        with self._lock:
+            raw = bytes(self._raw)
+        return ANSI.sub("", raw.decode("utf-8", "replace"))
+
+    def wait_for(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(pattern, self.text)
+            if found:
+                return found
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{pattern!r} never appeared on the terminal:\n{self.text}")
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait(15)
+        self._reader.join(5)
+        os.close(self._master)
+        return code
+
+
+@pytest.mark.parametrize("path", ["fast", "mitmproxy"])
+def test_replay_on_a_terminal_shows_one_live_status_line_that_follows_the_traffic(
+    polled_cassette: Path, mitm_confdir: Path, path: str
+) -> None:
+    forced = ["--set", f"confdir={mitm_confdir}"] if path == "mitmproxy" else []
+    terminal = Terminal(["replay", str(polled_cassette), "--listen-port", "0", *forced])
+    try:
+        port = int(terminal.wait_for(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+        url = f"http://127.0.0.1:{port}"
+        terminal.wait_for(r"replaying: 0 hits, 0 misses, 5 of 5 unused \(Ctrl-C stops\)")
+        with httpx.Client(trust_env=False, timeout=30) as client:
+            client.get(url + "/items/1?page=1")
+            terminal.wait_for(r"replaying: 1 hit, 0 misses, 2 of 5 unused")
+            client.get(url + "/nope")
+            terminal.wait_for(r"replaying: 1 hit, 1 miss, 2 of 5 unused")
+            client.get(url + "/items/2?page=1")
+            terminal.wait_for(r"replaying: 2 hits, 1 miss, 1 of 5 unused")
+    finally:
+        code = terminal.stop()
+    assert code == 0
+    lines = terminal.text.replace("\r\n", "\n").replace("\r", "\n").splitlines()
+    assert "baton: 2 hits, 1 miss, 1 of 5 recorded interactions unused" in lines
+    # The miss was logged on a line of its own above the live line, not through it.
+    assert "WARNING: baton: no recorded interaction matches GET /nope" in lines
+
+
+@pytest.mark.parametrize("path", ["fast", "mitmproxy"])
+def test_replay_into_a_pipe_prints_the_start_and_the_summary_only(
+    baton: Callable[..., BatonProcess], polled_cassette: Path, mitm_confdir: Path, path: str
+) -> None:
+    forced = ["--set", f"confdir={mitm_confdir}"] if path == "mitmproxy" else []
+    replayer = baton("replay", str(polled_cassette), "--listen-port", "0", *forced)
+    with httpx.Client(trust_env=False, timeout=30) as client:
+        for _ in range(3):
+            assert client.get(replayer.url + "/items/1?page=1").status_code == 200
+    time.sleep(0.6)  # a live line would have been redrawn by now
+    assert replayer.stop() == 0
+    assert len(replayer.lines) == 2, replayer.output
+    assert replayer.lines[0].startswith(f"baton: replaying 5 interactions from {polled_cassette}")
+    assert replayer.lines[1] == "baton: 3 hits, 0 misses, 2 of 5 recorded interactions unused\n"
+    assert "\x1b" not in replayer.output and "\r" not in replayer.output

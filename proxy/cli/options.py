@@ -24,6 +24,22 @@ __all__ = [
 ]
 
 
+class _StderrNow(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log to whatever ``sys.stderr`` is when a record is written, as logging's last resort does.
+
+    A live status line (rich) swaps ``sys.stderr`` for a proxy while it runs,
+    so log lines print above it instead of through it.
+    """
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 def configure_logging(verbose: int, quiet: bool) -> None:
     """Log to stderr at the level -v/-q ask for; mitmproxy's per-connection chatter only with -vv."""
     level = logging.WARNING
@@ -31,7 +47,7 @@ def configure_logging(verbose: int, quiet: bool) -> None:
         level = logging.ERROR
     elif verbose:
         level = logging.INFO if verbose == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrNow()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -124,10 +125,20 @@ def replay(
     replaying_only = mode is RecordMode.NONE or (mode is RecordMode.ONCE and cassettes[0].exists())
     reverse_plain = all(m == "reverse" or m.startswith("reverse:http://") for m in modes)
     if replaying_only and reverse_plain and not extra:
-        _replay_fast(cassettes, listen_host, listen_port, options, replay_latency, fail_on_miss)
+        _replay_fast(
+            cassettes, listen_host, listen_port, options, replay_latency, fail_on_miss, quiet
+        )
     else:
         _replay_mitmproxy(
-            cassettes, modes, listen_host, listen_port, options, replay_latency, fail_on_miss, extra
+            cassettes,
+            modes,
+            listen_host,
+            listen_port,
+            options,
+            replay_latency,
+            fail_on_miss,
+            extra,
+            quiet,
         )
 
 
@@ -138,10 +149,17 @@ def _replay_fast(
     options: ReplayOptions,
     replay_latency: float | None,
     fail_on_miss: bool,
+    quiet: bool,
 ) -> None:
     import signal
 
-    from baton.proxy.status import format_address, listen_failure, plural, replay_summary
+    from baton.proxy.status import (
+        ReplayStatus,
+        format_address,
+        listen_failure,
+        plural,
+        replay_summary,
+    )
     from baton.replay.server import ReplayServer, install_fast_loop
 
     with user_errors():
@@ -157,6 +175,8 @@ def _replay_fast(
         miss_status=options.miss_status,
         latency_scale=replay_latency,
     )
+
+    status = ReplayStatus(lambda: index, quiet=quiet)
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
@@ -174,8 +194,15 @@ def _replay_fast(
             "(fast path: reverse mode, plain HTTP/1.1)",
             err=True,
         )
-        await stop.wait()
-        await server.close()
+        status.start()
+        try:
+            while not stop.is_set():
+                status.tick()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.25)
+        finally:
+            status.stop()
+            await server.close()
 
     asyncio.run(serve())
     for line in replay_summary(index):
@@ -193,10 +220,11 @@ def _replay_mitmproxy(
     replay_latency: float | None,
     fail_on_miss: bool,
     extra: tuple[str, ...],
+    quiet: bool,
 ) -> None:
     from baton.proxy.replayer import Replayer
     from baton.proxy.running import ProxySettings, ProxyStartupError, run_proxy
-    from baton.proxy.status import format_address, plural, replay_summary
+    from baton.proxy.status import ReplayStatus, format_address, plural, replay_summary
 
     resolved = tuple(_reverse_target(cassettes) if m == "reverse" else m for m in modes)
     reverse = all(m.startswith("reverse:") for m in resolved)
@@ -213,6 +241,7 @@ def _replay_mitmproxy(
         },
     )
     replayer = Replayer()
+    status = ReplayStatus(lambda: replayer.index, quiet=quiet)
 
     def ready(addresses: list[tuple[str, int]]) -> None:
         where = ", ".join(format_address(h, p) for h, p in addresses)
@@ -224,12 +253,14 @@ def _replay_mitmproxy(
             f"record mode {options.record_mode})",
             err=True,
         )
+        status.start()
 
     try:
-        asyncio.run(run_proxy(settings, [replayer], ready))
+        asyncio.run(run_proxy(settings, [replayer], ready, status.tick))
     except ProxyStartupError as exc:
         raise InputError(str(exc)) from exc
     finally:
+        status.stop()
         replayer.done()
     if replayer.index is not None:
         for line in replay_summary(replayer.index):
