@@ -246,3 +246,33 @@ def test_new_only(baton_replay):
             "*/echo?item=3 -> 200",
         ]
     )
+
+
+def test_no_warnings_under_w_error(
+    baton: Callable[..., BatonProcess], echo: Upstream, tmp_path: Path, pytester: pytest.Pytester
+) -> None:
+    """Every path the plugin has (fast server, mitmproxy, recording, a miss) under -W error."""
+    cassette = tmp_path / "echo.cassette"
+    record_echo(baton, echo, cassette)
+    pytester.makepyfile(test_project=PROJECT_TESTS.format(cassette=str(cassette), port=echo.port))
+    pytester.makepyfile(
+        test_recording=f"""
+import httpx
+import pytest
+
+@pytest.mark.baton(upstream={echo.url!r}, record_mode="once")
+def test_records_its_default_cassette(baton_replay):
+    assert httpx.get(baton_replay.url + "/echo?item=7").json()["query"] == {{"item": "7"}}
+"""
+    )
+
+    result = pytester.runpytest_subprocess(
+        "-W", "error", "--block-network", "-p", "no:cacheprovider", timeout=240
+    )
+
+    result.assert_outcomes(passed=4, failed=1)  # the one failure is the miss, on purpose
+    output = result.stdout.str() + result.stderr.str()
+    assert "warnings summary" not in output and "Warning" not in output, output
+    assert (
+        pytester.path / "cassettes/test_recording/test_records_its_default_cassette.cassette"
+    ).exists()
