@@ -27,6 +27,7 @@ from typing import Any
 from baton.cassettes.content_coding import decode_body
 from baton.cassettes.errors import ContentCodingError
 from baton.cassettes.model import Headers, Interaction
+from baton.cassettes.wording import plural
 
 __all__ = [
     "VOLATILE_HEADERS",
@@ -133,10 +134,6 @@ def _human_size(size: int) -> str:
             return f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _paint(text: str, code: str, colour: bool) -> str:
@@ -313,7 +310,7 @@ class SummaryTotals:
         of = f" (of {self.read} read)" if filtered else ""
         statuses = ", ".join(f"{status} x{n}" for status, n in sorted(self.statuses.items()))
         return (
-            f"{_plural(self.shown, 'interaction')}{of}: {_human_size(self.sent)} sent, "
+            f"{plural(self.shown, 'interaction')}{of}: {_human_size(self.sent)} sent, "
             f"{_human_size(self.received)} received, "
             + (
                 "no duration recorded"

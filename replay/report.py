@@ -17,6 +17,7 @@ from collections import Counter
 from typing import Any
 from xml.etree import ElementTree
 
+from baton.cassettes.wording import plural
 from baton.replay.comparison import Change, DriftClass
 from baton.replay.drift import DriftReport, Outcome, gate_includes
 
@@ -28,10 +29,6 @@ _ORDER = [DriftClass.BREAKING, DriftClass.ADDITIVE, DriftClass.VALUE, DriftClass
 INSECURE_NOTE = (
     "certificates were not verified (--insecure): the answers may not come from the target"
 )
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _short(value: Any, limit: int = 60, *, as_json: bool = True) -> str:
@@ -59,7 +56,7 @@ def verdict(report: DriftReport) -> str:
     summary = ", ".join(f"{counts[c.value]} {c.value}" for c in _ORDER)
     if gated:
         return (
-            f"DRIFT: {_plural(len(gated), 'change')} {'fails' if len(gated) == 1 else 'fail'} "
+            f"DRIFT: {plural(len(gated), 'change')} {'fails' if len(gated) == 1 else 'fail'} "
             f"the gate (--fail-on {report.fail_on.value}); "
             f"{summary}. Exit code 1."
         )
@@ -93,7 +90,7 @@ def render_text(report: DriftReport) -> str:
         extra = Counter(o.outcome for o in outcomes if o.outcome != "compared")
         more = "".join(f", {n} {kind}" for kind, n in extra.items())
         lines.append("")
-        count = f"{len(outcomes)} interaction{'s' if len(outcomes) != 1 else ''}"
+        count = plural(len(outcomes), "interaction")
         lines.append(f"{endpoint}  ({count}: {status}{more})")
         for drift in _ORDER:
             kinds: dict[tuple[str, str], list[Change]] = {}
@@ -220,7 +217,7 @@ def _markdown_changes(report: DriftReport, drift: DriftClass) -> list[str]:
             lines.append(f"- `{location}` {kind}{times}: {_arrow(found[0])}{rule}")
         if len(kinds) > _MARKDOWN_LINES_PER_ENDPOINT:
             hidden = len(kinds) - _MARKDOWN_LINES_PER_ENDPOINT
-            lines.append(f"- … {_plural(hidden, 'more location')} (the JSON report has all)")
+            lines.append(f"- … {plural(hidden, 'more location')} (the JSON report has all)")
         lines.append("")
     return lines
 
