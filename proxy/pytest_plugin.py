@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from baton.cassettes.wording import plural
 from baton.proxy.pytest_network import AllowList, NetworkBlock, NetworkBlockedError
 from baton.proxy.pytest_replay import BatonReplay, describe_interaction
 from baton.proxy.pytest_settings import (
@@ -289,7 +290,7 @@ def _problems(
     if handle is not None and not settings.allow_misses:
         misses = handle.misses
         if misses:
-            count = _plural(len(misses), "request", "requests")
+            count = plural(len(misses), "request")
             problems.append(
                 f"baton: {count} matched no recorded interaction (allow_misses=True to permit):"
                 "\n\n" + "\n\n".join(miss.report() for miss in misses)
@@ -311,7 +312,7 @@ def _problems(
     if handle is not None and settings.fail_on_unused:
         unused = handle.unused
         if unused:
-            count = _plural(len(unused), "recorded interaction", "recorded interactions")
+            count = plural(len(unused), "recorded interaction")
             problems.append(
                 f"baton: {count} unused (fail_on_unused, from {settings.sources['fail_on_unused']}):\n"
                 + "\n".join(
@@ -352,7 +353,3 @@ def _exception_chain(raised: BaseException | None) -> list[BaseException]:
         if isinstance(error, BaseExceptionGroup):
             pending += list(error.exceptions)
     return seen
-
-
-def _plural(count: int, one: str, many: str) -> str:
-    return f"{count} {one if count == 1 else many}"

@@ -156,11 +156,13 @@ class BatonReplay:
 
     @property
     def unused(self) -> list[Interaction]:
-        """Interactions of the cassettes that no server answered any request with.
+        """Interactions of the cassettes whose request the test never made, on any server.
 
-        Every server loads the same cassettes in the same order, so an
-        interaction is unused only if it is unused in all of them; what a
-        recording server appends during the test is not counted.
+        "Made" as ``Index.unmatched`` means it: a request recorded five times
+        (a poll) and asked for once is used. Every server loads the same
+        cassettes in the same order, so an interaction is unused only if it
+        is unused in all of them; what a server records during the test is
+        not counted.
         """
         if self._rerecording:
             return []
@@ -168,11 +170,14 @@ class BatonReplay:
         if not indexes:
             # Nothing was asked at all: everything recorded went unused.
             return list(self._options.load(self.cassettes, address=False).interactions)
+        unmatched = [
+            ({id(i) for i in index.unmatched()}, index, initial) for index, initial in indexes
+        ]
         unused = []
         for number in range(max(initial for _, initial in indexes)):
-            holders = [index for index, initial in indexes if number < initial]
-            if all(index.served[number] == 0 for index in holders):
-                unused.append(holders[0].interactions[number])
+            holders = [(ids, index) for ids, index, initial in unmatched if number < initial]
+            if all(id(index.interactions[number]) in ids for ids, index in holders):
+                unused.append(holders[0][1].interactions[number])
         return unused
 
     @contextmanager

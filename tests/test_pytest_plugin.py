@@ -276,3 +276,43 @@ def test_records_its_default_cassette(baton_replay):
     assert (
         pytester.path / "cassettes/test_recording/test_records_its_default_cassette.cassette"
     ).exists()
+
+
+def test_a_polled_request_asked_once_leaves_nothing_unused(
+    baton: Callable[..., BatonProcess], echo: Upstream, tmp_path: Path, pytester: pytest.Pytester
+) -> None:
+    cassette = tmp_path / "polled.cassette"
+    recorder = baton(
+        "record", "-o", str(cassette), "--mode", f"reverse:{echo.url}", "--listen-port", "0"
+    )
+    for item in (1, 1, 1, 2):  # item 1 polled three times while recording
+        httpx.get(f"{recorder.url}/echo?item={item}", trust_env=False, timeout=30)
+    assert recorder.stop() == 0
+    pytester.makepyfile(
+        test_polled=f"""
+import httpx
+import pytest
+
+@pytest.mark.baton({str(cassette)!r})
+def test_polls_once(baton_replay):
+    httpx.get(baton_replay.url + "/echo?item=1")
+    httpx.get(baton_replay.url + "/echo?item=2")
+
+@pytest.mark.baton({str(cassette)!r})
+def test_never_polls(baton_replay):
+    httpx.get(baton_replay.url + "/echo?item=2")
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "--baton-fail-on-unused", "-p", "no:cacheprovider", timeout=240
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_never_polls _*",
+            "baton: 3 recorded interactions unused*",
+            "  1. GET */echo?item=1 -> 200",
+            "  2. GET */echo?item=1 -> 200",
+            "  3. GET */echo?item=1 -> 200",
+        ]
+    )
