@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.proxy.pytest_network import AllowList
+from baton.proxy.redaction_options import redaction_addon_options
 from baton.replay.index import ExhaustedPolicy
 from baton.replay.matching import MATCHERS
 from baton.replay.options import ReplayOptions
@@ -111,6 +112,12 @@ def _hosts(value: Any) -> tuple[str, ...]:
 def _folder(value: Any) -> Path:
     if not isinstance(value, str | os.PathLike) or not str(value):
         raise ValueError(f"expected a folder, got {value!r}")
+    return Path(value).expanduser()
+
+
+def _file(value: Any) -> Path:
+    if not isinstance(value, str | os.PathLike) or not str(value):
+        raise ValueError(f"expected a file name, got {value!r}")
     return Path(value).expanduser()
 
 
@@ -253,6 +260,31 @@ SETTINGS: dict[str, Setting] = {
             config_key="allow_hosts",
             option="--baton-allowed-hosts",
         ),
+        # What a test records (once, new_episodes, all) is redacted by the project's rules,
+        # as `baton record` would redact it; set in baton's configuration only.
+        *(
+            Setting(name, help, check, default, ini_type=None, config_key=key, marker=False)
+            for name, key, help, check, default in (
+                ("redact_headers", "redact_header", "Also redact these headers.", _names, ()),
+                ("redact_fields", "redact_field", "Also redact these fields.", _names, ()),
+                ("redact_json_paths", "redact_json_path", "Also redact these paths.", _names, ()),
+                ("redact_regex", "redact_regex", "Also redact what these match.", _names, ()),
+                (
+                    "no_default_redaction",
+                    "no_default_redaction",
+                    "Drop baton's default redaction rules.",
+                    _bool,
+                    False,
+                ),
+                (
+                    "redaction_key_file",
+                    "redaction_key_file",
+                    "Key for redaction placeholders.",
+                    _file,
+                    None,
+                ),
+            )
+        ),
         Setting(
             "upstream",
             "The real service to record from, e.g. http://127.0.0.1:8000 (marker only).",
@@ -316,6 +348,14 @@ class TestSettings:
             on_exhausted=v["on_exhausted"],
             miss_status=v["miss_status"],
             record_mode=v["record_mode"],
+            redaction=redaction_addon_options(
+                headers=v["redact_headers"],
+                fields=v["redact_fields"],
+                json_paths=v["redact_json_paths"],
+                patterns=v["redact_regex"],
+                defaults=not v["no_default_redaction"],
+                key_file=None if v["redaction_key_file"] is None else str(v["redaction_key_file"]),
+            ),
         )
 
     @property

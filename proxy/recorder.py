@@ -21,24 +21,19 @@ from collections.abc import Sequence
 from mitmproxy import ctx, exceptions, http
 
 from baton.cassettes.errors import CassetteError, RedactionError
-from baton.cassettes.redaction import RedactionRules, Redactor, load_or_create_key
 from baton.cassettes.writer import CassetteWriter, FsyncPolicy
 from baton.proxy.flows import interaction_from_flow
+from baton.proxy.redaction_options import (
+    REDACTION_OPTIONS,
+    declare_redaction_options,
+    redactor_from_options,
+)
 
 __all__ = ["Recorder"]
 
 logger = logging.getLogger(__name__)
 
-_OPTIONS = (
-    "baton_cassette",
-    "baton_redact_headers",
-    "baton_redact_fields",
-    "baton_redact_json_paths",
-    "baton_redact_regex",
-    "baton_redact_defaults",
-    "baton_redaction_key_file",
-    "baton_fsync",
-)
+_OPTIONS = REDACTION_OPTIONS | {"baton_cassette", "baton_fsync"}
 
 
 class Recorder:
@@ -58,32 +53,7 @@ class Recorder:
     def load(self, loader: object) -> None:
         add = loader.add_option  # type: ignore[attr-defined]
         add("baton_cassette", str | None, None, "Append recorded interactions to this cassette.")
-        add("baton_redact_headers", Sequence[str], [], "Also redact these headers (globs allowed).")
-        add(
-            "baton_redact_fields",
-            Sequence[str],
-            [],
-            "Also redact query, form and JSON fields of these names.",
-        )
-        add(
-            "baton_redact_json_paths",
-            Sequence[str],
-            [],
-            "Also redact the values at these JSON paths, e.g. $.user.ssn.",
-        )
-        add(
-            "baton_redact_regex",
-            Sequence[str],
-            [],
-            "Also redact whatever these regular expressions match (group 1 if any).",
-        )
-        add("baton_redact_defaults", bool, True, "Apply baton's default redaction rules.")
-        add(
-            "baton_redaction_key_file",
-            str | None,
-            None,
-            "Key for redaction placeholders (default ~/.config/baton/redaction.key).",
-        )
+        declare_redaction_options(add)
         add(
             "baton_fsync",
             str,
@@ -102,14 +72,7 @@ class Recorder:
         if not path:
             return
         try:
-            rules = RedactionRules.build(
-                headers=ctx.options.baton_redact_headers,
-                fields=ctx.options.baton_redact_fields,
-                json_paths=ctx.options.baton_redact_json_paths,
-                patterns=ctx.options.baton_redact_regex,
-                defaults=ctx.options.baton_redact_defaults,
-            )
-            redactor = Redactor(rules, load_or_create_key(ctx.options.baton_redaction_key_file))
+            redactor = redactor_from_options(ctx.options)
             self._writer = CassetteWriter(
                 path,
                 redactor=redactor,

@@ -23,10 +23,10 @@ from mitmproxy import ctx, exceptions, http
 
 from baton.cassettes.errors import CassetteError, RedactionError
 from baton.cassettes.model import Interaction
-from baton.cassettes.redaction import RedactionRules, Redactor, load_or_create_key
 from baton.cassettes.repair import backup_path
 from baton.cassettes.writer import CassetteWriter
 from baton.proxy.flows import interaction_from_flow, request_from_flow
+from baton.proxy.redaction_options import declare_redaction_options, redactor_from_options
 from baton.replay.index import ExhaustedPolicy, Index, Miss
 from baton.replay.options import ReplayOptions
 from baton.replay.record_mode import RecordMode
@@ -141,6 +141,8 @@ class Replayer:
             "Wait the recorded duration times this scale (e.g. 1, 0.5) before answering a hit; "
             "unset answers at once.",
         )
+        # What new_episodes and all write is redacted by the same rules as a recording.
+        declare_redaction_options(add)
 
     def configure(self, updated: set[str]) -> None:
         if "baton_replay_latency" in updated:
@@ -172,10 +174,13 @@ class Replayer:
                 backup = backup_path(paths[0])
                 paths[0].rename(backup)
                 logger.warning("baton: record mode all: the previous cassette is now %s", backup)
+            if self._writer is not None:  # reconfigured: the old writer lets go of the file
+                self._writer.close()
+                self._writer = None
             if self._mode in (RecordMode.NEW_EPISODES, RecordMode.ALL):
                 self._writer = CassetteWriter(
                     paths[0],
-                    redactor=Redactor(RedactionRules.build(), load_or_create_key()),
+                    redactor=redactor_from_options(ctx.options),
                     meta={"recorded_with": "baton replay", "record_mode": self._mode.value},
                     # A run that forwarded nothing leaves no empty cassette for `once`
                     # to mistake for a recording next time.

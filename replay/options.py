@@ -31,14 +31,8 @@ class ReplayOptions:
     on_exhausted: str = ExhaustedPolicy.REPEAT_LAST.value
     miss_status: int = 502
     record_mode: str = RecordMode.NONE.value
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_marker(cls, kwargs: dict[str, Any]) -> ReplayOptions:
-        """From ``@pytest.mark.baton(...)`` keyword arguments."""
-        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
-        values = {k: v for k, v in kwargs.items() if k in known and v is not None}
-        return cls(**values, extra={k: v for k, v in kwargs.items() if k not in known})
+    redaction: dict[str, Any] = field(default_factory=dict)
+    """``baton_redact_*`` options for what ``new_episodes`` and ``all`` record (empty: defaults)."""
 
     def match_config(self, *, address: bool) -> MatchConfig:
         """The ``MatchConfig``; ``address=False`` in reverse mode. Raises ``ValueError``."""
@@ -77,6 +71,7 @@ class ReplayOptions:
             "baton_miss_status": self.miss_status,
             "baton_replay_address": address,
             "baton_replay": [str(p) for p in cassettes],
+            **self.redaction,
         }
 
 

@@ -370,6 +370,9 @@ def config_schema() -> dict[str, dict[str, ConfigKey]]:
     schema[""] = {**shared, **schema.get("", {})}
     # The pytest plugin takes the shared keys (matching, redaction, cassette_dir) in its own
     # section too, so [tool.baton.pytest] can differ from the command line's defaults.
-    schema["pytest"] = {**schema[""], **schema["pytest"]}
+    schema["pytest"] = {
+        **{k: v for k, v in schema[""].items() if k != "listen_host"},  # the plugin binds 127.0.0.1
+        **schema["pytest"],
+    }
     _SCHEMA = schema
     return schema

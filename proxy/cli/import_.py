@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from baton.cassettes.wording import plural
 from baton.cassettes.writer import CassetteWriter
 from baton.proxy.cli.errors import InputError, user_errors
 from baton.proxy.cli.options import configure_logging, redaction_options, redactor_from_flags
@@ -88,4 +89,4 @@ def import_(
                 click.echo(f"  skipped entry {skipped.index}: {skipped.reason}")
             for note in result.notes:
                 click.echo(f"  note: {note}")
-    click.echo(f"baton: {total} interactions written to {cassette}", err=True)
+    click.echo(f"baton: {plural(total, 'interaction')} written to {cassette}", err=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from baton.cassettes.reader import CassetteReader
+from baton.cassettes.wording import plural
 from baton.proxy.cli.errors import user_errors
 from baton.proxy.cli.options import configure_logging
 
@@ -43,9 +44,9 @@ def lint(cassettes: tuple[Path, ...], no_entropy: bool) -> None:
                     )
     if found:
         click.echo(
-            f"baton: {found} likely secret(s); add redaction rules and re-record, "
+            f"baton: {plural(found, 'likely secret')}; add redaction rules and re-record, "
             "or re-import with --redact-...",
             err=True,
         )
         sys.exit(1)
-    click.echo(f"baton: no likely secrets in {len(cassettes)} cassette(s)", err=True)
+    click.echo(f"baton: no likely secrets in {plural(len(cassettes), 'cassette')}", err=True)

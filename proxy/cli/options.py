@@ -19,6 +19,7 @@ __all__ = [
     "listen_options",
     "mitmproxy_options",
     "mode_option",
+    "redaction_addon_options_from_flags",
     "redaction_options",
     "redactor_from_flags",
 ]
@@ -141,6 +142,29 @@ def redactor_from_flags(
             defaults=not no_default_redaction,
         )
         return Redactor(rules, load_or_create_key(redaction_key_file))
+
+
+def redaction_addon_options_from_flags(
+    redact_header: tuple[str, ...],
+    redact_field: tuple[str, ...],
+    redact_json_path: tuple[str, ...],
+    redact_regex: tuple[str, ...],
+    no_default_redaction: bool,
+    redaction_key_file: Path | None,
+) -> dict[str, object]:
+    """The addons' ``baton_redact_*`` options for the flags, checked first (exit 2 if bad)."""
+    from baton.proxy.redaction_options import redaction_addon_options
+
+    flags = (redact_header, redact_field, redact_json_path, redact_regex)
+    redactor_from_flags(*flags, no_default_redaction, redaction_key_file)
+    return redaction_addon_options(
+        headers=redact_header,
+        fields=redact_field,
+        json_paths=redact_json_path,
+        patterns=redact_regex,
+        defaults=not no_default_redaction,
+        key_file=str(redaction_key_file) if redaction_key_file else None,
+    )
 
 
 _MODE_NAMES = ("regular", "reverse:URL", "upstream:URL", "transparent", "socks5")

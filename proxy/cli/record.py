@@ -15,6 +15,7 @@ from baton.proxy.cli.options import (
     listen_options,
     mitmproxy_options,
     mode_option,
+    redaction_addon_options_from_flags,
     redaction_options,
 )
 
@@ -88,12 +89,14 @@ def record(
         extra=extra,
         options={
             **_connection_strategy(modes),
-            "baton_redact_headers": list(redact_header),
-            "baton_redact_fields": list(redact_field),
-            "baton_redact_json_paths": list(redact_json_path),
-            "baton_redact_regex": list(redact_regex),
-            "baton_redact_defaults": not no_default_redaction,
-            "baton_redaction_key_file": str(redaction_key_file) if redaction_key_file else None,
+            **redaction_addon_options_from_flags(
+                redact_header,
+                redact_field,
+                redact_json_path,
+                redact_regex,
+                no_default_redaction,
+                redaction_key_file,
+            ),
             "baton_only_hosts": list(only_host),
             "baton_only_paths": list(only_path),
             "baton_fsync": fsync,

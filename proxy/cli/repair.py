@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from baton.cassettes.repair import repair as repair_cassette
+from baton.cassettes.wording import plural
 from baton.proxy.cli.errors import user_errors
 from baton.proxy.cli.options import configure_logging
 
@@ -26,11 +27,14 @@ def repair(cassette: Path) -> None:
     with user_errors():
         report = repair_cassette(cassette)
     if not report.changed:
-        click.echo(f"{cassette}: nothing to repair ({report.kept} interactions, all sound)")
+        click.echo(
+            f"{cassette}: nothing to repair ({plural(report.kept, 'interaction')}, all sound)"
+        )
         return
     for reason in report.dropped:
         click.echo(f"{cassette}: dropped {reason}")
     click.echo(
-        f"{cassette}: kept {report.kept} interactions, dropped {report.dropped_bytes} bytes; "
+        f"{cassette}: kept {plural(report.kept, 'interaction')}, "
+        f"dropped {plural(report.dropped_bytes, 'byte')}; "
         f"the original is at {report.backup}"
     )

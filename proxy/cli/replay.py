@@ -15,6 +15,8 @@ from baton.proxy.cli.options import (
     listen_options,
     mitmproxy_options,
     mode_option,
+    redaction_addon_options_from_flags,
+    redaction_options,
 )
 from baton.replay.index import ExhaustedPolicy
 from baton.replay.options import ReplayOptions, recorded_origins
@@ -73,6 +75,7 @@ __all__ = ["replay"]
     metavar="[SCALE]",
     help="Wait the recorded duration (times SCALE, default 1) before answering.",
 )
+@redaction_options
 @click.option("--fail-on-miss", is_flag=True, help="Exit 1 at the end if any request missed.")
 @mitmproxy_options("Any mitmproxy option (implies the mitmproxy path).")
 def replay(
@@ -89,6 +92,12 @@ def replay(
     on_exhausted: str,
     miss_status: int,
     replay_latency: float | None,
+    redact_header: tuple[str, ...],
+    redact_field: tuple[str, ...],
+    redact_json_path: tuple[str, ...],
+    redact_regex: tuple[str, ...],
+    no_default_redaction: bool,
+    redaction_key_file: Path | None,
     fail_on_miss: bool,
     extra: tuple[str, ...],
     verbose: int,
@@ -117,6 +126,15 @@ def replay(
         on_exhausted=on_exhausted,
         miss_status=miss_status,
         record_mode=mode.value,
+        # What new_episodes and all record is redacted as `baton record` would.
+        redaction=redaction_addon_options_from_flags(
+            redact_header,
+            redact_field,
+            redact_json_path,
+            redact_regex,
+            no_default_redaction,
+            redaction_key_file,
+        ),
     )
     for path in cassettes:
         may_be_missing = mode in (RecordMode.ONCE, RecordMode.ALL) and path == cassettes[0]
