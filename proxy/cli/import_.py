@@ -9,7 +9,7 @@ import click
 from baton.cassettes.wording import plural
 from baton.cassettes.writer import CassetteWriter
 from baton.proxy.cli.errors import InputError, user_errors
-from baton.proxy.cli.options import configure_logging, redaction_options, redactor_from_flags
+from baton.proxy.cli.options import RedactionFlags, configure_logging, redaction_options
 
 __all__ = ["import_"]
 
@@ -35,12 +35,7 @@ def import_(
     sources: tuple[Path, ...],
     cassette: Path,
     source_format: str | None,
-    redact_header: tuple[str, ...],
-    redact_field: tuple[str, ...],
-    redact_json_path: tuple[str, ...],
-    redact_regex: tuple[str, ...],
-    no_default_redaction: bool,
-    redaction_key_file: Path | None,
+    redaction: RedactionFlags,
 ) -> None:
     """Import HAR, VCR.py cassettes or mitmproxy flow files into CASSETTE, redacted.
 
@@ -55,14 +50,7 @@ def import_(
     from baton.formats.detect import SourceError, SourceFormat, import_file
 
     configure_logging(0, True)
-    redactor = redactor_from_flags(
-        redact_header,
-        redact_field,
-        redact_json_path,
-        redact_regex,
-        no_default_redaction,
-        redaction_key_file,
-    )
+    redactor = redaction.redactor()
     forced = SourceFormat(source_format) if source_format else None
     results = []
     for source in sources:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,14 +17,13 @@ from baton.cassettes.redaction import RedactionRules, Redactor, load_or_create_k
 from baton.proxy.cli.errors import InputError, user_errors
 
 __all__ = [
+    "RedactionFlags",
     "check_modes",
     "configure_logging",
     "listen_options",
     "mitmproxy_options",
     "mode_option",
-    "redaction_addon_options_from_flags",
     "redaction_options",
-    "redactor_from_flags",
 ]
 
 
@@ -87,8 +89,63 @@ def mitmproxy_options(set_help: str) -> Callable[[Callable[..., None]], Callable
     return decorate
 
 
+@dataclass(frozen=True)
+class RedactionFlags:
+    """The redaction flags of one command line, as one value."""
+
+    headers: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
+    json_paths: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    defaults: bool = True
+    key_file: Path | None = None
+
+    def redactor(self) -> Redactor:
+        """The redactor these flags describe; ``InputError`` (exit 2) for a bad rule or key."""
+        with user_errors():
+            rules = RedactionRules.build(
+                headers=self.headers,
+                fields=self.fields,
+                json_paths=self.json_paths,
+                patterns=self.patterns,
+                defaults=self.defaults,
+            )
+            return Redactor(rules, load_or_create_key(self.key_file))
+
+    def addon_options(self) -> dict[str, object]:
+        """The addons' ``baton_redact_*`` options, checked here first so a bad rule is exit 2."""
+        from baton.proxy.redaction_options import redaction_addon_options
+
+        self.redactor()
+        return redaction_addon_options(
+            headers=self.headers,
+            fields=self.fields,
+            json_paths=self.json_paths,
+            patterns=self.patterns,
+            defaults=self.defaults,
+            key_file=str(self.key_file) if self.key_file else None,
+        )
+
+
 def redaction_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The redaction flags, shared by every command that writes a cassette."""
+    """The redaction flags of every command that writes a cassette, handed over as one value.
+
+    The command receives ``redaction: RedactionFlags`` instead of six
+    parameters; the flags (and so the configuration keys) stay one per rule.
+    """
+
+    @functools.wraps(command)
+    def with_flags(*args: Any, **kwargs: Any) -> None:
+        flags = RedactionFlags(
+            headers=kwargs.pop("redact_header"),
+            fields=kwargs.pop("redact_field"),
+            json_paths=kwargs.pop("redact_json_path"),
+            patterns=kwargs.pop("redact_regex"),
+            defaults=not kwargs.pop("no_default_redaction"),
+            key_file=kwargs.pop("redaction_key_file"),
+        )
+        command(*args, redaction=flags, **kwargs)
+
     decorators = [
         click.option(
             "--redact-header", multiple=True, metavar="NAME", help="Also redact this header."
@@ -119,52 +176,10 @@ def redaction_options(command: Callable[..., None]) -> Callable[..., None]:
             help="Key for placeholders [default: ~/.config/baton/redaction.key].",
         ),
     ]
+    decorated: Callable[..., None] = with_flags
     for decorator in reversed(decorators):
-        command = decorator(command)
-    return command
-
-
-def redactor_from_flags(
-    redact_header: tuple[str, ...],
-    redact_field: tuple[str, ...],
-    redact_json_path: tuple[str, ...],
-    redact_regex: tuple[str, ...],
-    no_default_redaction: bool,
-    redaction_key_file: Path | None,
-) -> Redactor:
-    """The redactor the redaction flags describe; ``InputError`` for a bad rule or key."""
-    with user_errors():
-        rules = RedactionRules.build(
-            headers=redact_header,
-            fields=redact_field,
-            json_paths=redact_json_path,
-            patterns=redact_regex,
-            defaults=not no_default_redaction,
-        )
-        return Redactor(rules, load_or_create_key(redaction_key_file))
-
-
-def redaction_addon_options_from_flags(
-    redact_header: tuple[str, ...],
-    redact_field: tuple[str, ...],
-    redact_json_path: tuple[str, ...],
-    redact_regex: tuple[str, ...],
-    no_default_redaction: bool,
-    redaction_key_file: Path | None,
-) -> dict[str, object]:
-    """The addons' ``baton_redact_*`` options for the flags, checked first (exit 2 if bad)."""
-    from baton.proxy.redaction_options import redaction_addon_options
-
-    flags = (redact_header, redact_field, redact_json_path, redact_regex)
-    redactor_from_flags(*flags, no_default_redaction, redaction_key_file)
-    return redaction_addon_options(
-        headers=redact_header,
-        fields=redact_field,
-        json_paths=redact_json_path,
-        patterns=redact_regex,
-        defaults=not no_default_redaction,
-        key_file=str(redaction_key_file) if redaction_key_file else None,
-    )
+        decorated = decorator(decorated)
+    return decorated
 
 
 _MODE_NAMES = ("regular", "reverse:URL", "upstream:URL", "transparent", "socks5")

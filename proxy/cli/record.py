@@ -11,11 +11,11 @@ import click
 from baton.cassettes.writer import FsyncPolicy
 from baton.proxy.cli.errors import InputError
 from baton.proxy.cli.options import (
+    RedactionFlags,
     configure_logging,
     listen_options,
     mitmproxy_options,
     mode_option,
-    redaction_addon_options_from_flags,
     redaction_options,
 )
 
@@ -54,12 +54,7 @@ def record(
     modes: tuple[str, ...],
     listen_host: str,
     listen_port: int,
-    redact_header: tuple[str, ...],
-    redact_field: tuple[str, ...],
-    redact_json_path: tuple[str, ...],
-    redact_regex: tuple[str, ...],
-    no_default_redaction: bool,
-    redaction_key_file: Path | None,
+    redaction: RedactionFlags,
     only_host: tuple[str, ...],
     only_path: tuple[str, ...],
     fsync: str,
@@ -89,14 +84,7 @@ def record(
         extra=extra,
         options={
             **_connection_strategy(modes),
-            **redaction_addon_options_from_flags(
-                redact_header,
-                redact_field,
-                redact_json_path,
-                redact_regex,
-                no_default_redaction,
-                redaction_key_file,
-            ),
+            **redaction.addon_options(),
             "baton_only_hosts": list(only_host),
             "baton_only_paths": list(only_path),
             "baton_fsync": fsync,

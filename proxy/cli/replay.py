@@ -11,11 +11,11 @@ import click
 
 from baton.proxy.cli.errors import InputError, user_errors
 from baton.proxy.cli.options import (
+    RedactionFlags,
     configure_logging,
     listen_options,
     mitmproxy_options,
     mode_option,
-    redaction_addon_options_from_flags,
     redaction_options,
 )
 from baton.replay.index import ExhaustedPolicy
@@ -92,12 +92,7 @@ def replay(
     on_exhausted: str,
     miss_status: int,
     replay_latency: float | None,
-    redact_header: tuple[str, ...],
-    redact_field: tuple[str, ...],
-    redact_json_path: tuple[str, ...],
-    redact_regex: tuple[str, ...],
-    no_default_redaction: bool,
-    redaction_key_file: Path | None,
+    redaction: RedactionFlags,
     fail_on_miss: bool,
     extra: tuple[str, ...],
     verbose: int,
@@ -127,14 +122,7 @@ def replay(
         miss_status=miss_status,
         record_mode=mode.value,
         # What new_episodes and all record is redacted as `baton record` would.
-        redaction=redaction_addon_options_from_flags(
-            redact_header,
-            redact_field,
-            redact_json_path,
-            redact_regex,
-            no_default_redaction,
-            redaction_key_file,
-        ),
+        redaction=redaction.addon_options(),
     )
     for path in cassettes:
         may_be_missing = mode in (RecordMode.ONCE, RecordMode.ALL) and path == cassettes[0]
