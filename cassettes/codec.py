@@ -1,4 +1,9 @@
-"""Convert interactions to and from the plain objects of cassette format v1.
+"""Convert interactions to and from the plain objects of the cassette format (version 2).
+
+Format 2 adds one record kind to format 1, the *part*: one piece of a
+streamed body or one WebSocket message, written as it passes through, before
+the interaction that closes its stream. Every format-1 object is a valid
+format-2 object, so a version-1 file reads unchanged.
 
 This is the only module that knows the field names of the format, and (with
 the reader and writer) the only one that touches msgpack. Decoding validates
@@ -9,33 +14,74 @@ the object and the field, never with a ``KeyError`` deep inside baton.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import msgpack
 
 from baton.cassettes.errors import CassetteFormatError, UnsupportedVersion
-from baton.cassettes.model import Interaction, Pairs, Request, Response
+from baton.cassettes.model import (
+    Chunk,
+    Interaction,
+    Pairs,
+    Request,
+    Response,
+    StoredBody,
+    WebSocketConversation,
+    WebSocketMessage,
+)
 
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "MIGRATIONS",
+    "Part",
+    "StreamRef",
+    "StreamResolver",
     "check_header",
     "interaction_from_object",
     "interaction_to_object",
+    "is_part",
     "make_header",
     "pack",
+    "part_from_object",
+    "part_to_object",
 ]
 
 FORMAT_NAME = "baton-cassette"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 # Older versions are upgraded one step at a time, object by object, when read:
 # MIGRATIONS[n] turns a version-n interaction object into a version-(n+1) one.
-# Version 1 is the first, so the table is empty; it is here so that the first
-# change of format has an obvious place to go.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+# 1 -> 2 only added the part record and optional fields, so a version-1
+# interaction is already a version-2 one.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: lambda obj: obj}
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part record: a piece of stream ``stream``, number ``seq``, at ``offset_ms``.
+
+    ``from_client`` and ``is_text`` are set for WebSocket messages only.
+    """
+
+    stream: str
+    seq: int
+    offset_ms: float
+    data: bytes
+    from_client: bool | None = None
+    is_text: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRef:
+    """What an interaction says of a stream whose parts were written before it."""
+
+    id: str
+    count: int
+    size: int
+    sha256: str = ""
 
 
 def pack(obj: Any) -> bytes:
@@ -96,8 +142,12 @@ def _pairs_out(pairs: Pairs) -> list[list[str | bytes]]:
     return [[_wire_text(name), _wire_text(value)] for name, value in pairs]
 
 
-def _request_out(request: Request) -> dict[str, Any]:
-    return {
+def _ref_out(ref: StreamRef) -> dict[str, Any]:
+    return {"id": ref.id, "count": ref.count, "size": ref.size, "sha256": ref.sha256}
+
+
+def _request_out(request: Request, ref: StreamRef | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "method": request.method,
         "scheme": request.scheme,
         "host": request.host,
@@ -106,32 +156,92 @@ def _request_out(request: Request) -> dict[str, Any]:
         "query": _pairs_out(request.query),
         "http_version": request.http_version,
         "headers": _pairs_out(request.headers),
-        "body": request.body,
+        "body": None if ref is not None else request.body,
     }
+    if ref is not None:
+        out["stream"] = _ref_out(ref)
+    return out
 
 
-def _response_out(response: Response) -> dict[str, Any]:
-    return {
+def _response_out(response: Response, ref: StreamRef | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "status": response.status,
         "reason": _wire_text(response.reason),
         "http_version": response.http_version,
         "headers": _pairs_out(response.headers),
-        "body": response.body,
+        "body": None if ref is not None else response.body,
         "trailers": None if response.trailers is None else _pairs_out(response.trailers),
     }
+    if ref is not None:
+        out["stream"] = _ref_out(ref)
+    return out
 
 
-def interaction_to_object(interaction: Interaction) -> dict[str, Any]:
-    """Return the format-v1 map for ``interaction``."""
-    return {
+def interaction_to_object(
+    interaction: Interaction, streams: Mapping[str, StreamRef] | None = None
+) -> dict[str, Any]:
+    """Return the map for ``interaction``.
+
+    ``streams`` names the streams whose parts were written before it, by
+    place: ``"request"`` and ``"response"`` (their bodies), ``"websocket"``
+    (the messages). A body in memory is written inline, as in format 1.
+    """
+    streams = streams or {}
+    response = interaction.response
+    out: dict[str, Any] = {
         "id": interaction.id,
         "recorded_at": interaction.recorded_at,
         "duration_ms": interaction.duration_ms,
-        "request": _request_out(interaction.request),
-        "response": None if interaction.response is None else _response_out(interaction.response),
+        "request": _request_out(interaction.request, streams.get("request")),
+        "response": None if response is None else _response_out(response, streams.get("response")),
         "error": interaction.error,
         "tags": dict(interaction.tags),
     }
+    websocket = interaction.websocket
+    if websocket is not None:
+        ref = streams.get("websocket")
+        out["websocket"] = {
+            "stream": None if ref is None else _ref_out(ref),
+            "close": [websocket.close_code, websocket.close_reason, websocket.closed_by_client],
+        }
+    return out
+
+
+def part_to_object(part: Part) -> dict[str, Any]:
+    """Return the map of one part record."""
+    out: dict[str, Any] = {
+        "part": part.stream,
+        "seq": part.seq,
+        "offset_ms": part.offset_ms,
+        "data": part.data,
+    }
+    if part.from_client is not None:
+        out["from_client"] = part.from_client
+        out["text"] = bool(part.is_text)
+    return out
+
+
+def is_part(obj: Any) -> bool:
+    """True for a part record (an interaction map has no ``part`` key)."""
+    return type(obj) is dict and "part" in obj
+
+
+def part_from_object(obj: Any, where: str) -> Part:
+    """Build a ``Part`` from a decoded map, validating every field."""
+    fields = _Fields(obj, where, "")
+    stream = fields.text("part")
+    data = fields.body("data")
+    if data is None:
+        raise fields._fail("data", "bytes")
+    from_client = fields.raw("from_client")
+    is_text = fields.raw("text")
+    if from_client is not None and not isinstance(from_client, bool):
+        raise fields._fail("from_client", "true or false")
+    if is_text is not None and not isinstance(is_text, bool):
+        raise fields._fail("text", "true or false")
+    return Part(
+        stream, fields.integer("seq"), fields.number("offset_ms"), data, from_client, is_text
+    )
 
 
 # -- decoding -----------------------------------------------------------------
@@ -226,7 +336,35 @@ class _Fields:
         return _Fields(self._obj[name], self._where, f"{self._path}{name}.")
 
 
-def _request_in(fields: _Fields) -> Request:
+class StreamResolver(Protocol):
+    """Turns the stream an interaction names into what the model holds (the reader's job)."""
+
+    def body(self, ref: StreamRef, where: str) -> tuple[Chunk, ...] | StoredBody: ...
+
+    def messages(self, ref: StreamRef, where: str) -> tuple[WebSocketMessage, ...]: ...
+
+
+def _ref_in(fields: _Fields, name: str) -> StreamRef | None:
+    if not fields.has(name):
+        return None
+    ref = fields.child(name)
+    return StreamRef(ref.text("id"), ref.integer("count"), ref.integer("size"), ref.text("sha256"))
+
+
+def _body_fields(fields: _Fields, streams: StreamResolver | None, where: str) -> dict[str, Any]:
+    """``body``, ``chunks`` and ``stored`` of a request or response map."""
+    ref = _ref_in(fields, "stream")
+    if ref is None:
+        return {"body": fields.body("body")}
+    if streams is None:  # validating one object alone (repair): the shape is enough
+        return {"body": None}
+    found = streams.body(ref, where)
+    if isinstance(found, StoredBody):
+        return {"body": None, "stored": found}
+    return {"body": b"".join(chunk.data for chunk in found), "chunks": found}
+
+
+def _request_in(fields: _Fields, streams: StreamResolver | None = None, where: str = "") -> Request:
     return Request(
         method=fields.text("method"),
         scheme=fields.text("scheme"),
@@ -236,19 +374,38 @@ def _request_in(fields: _Fields) -> Request:
         query=fields.pairs("query"),
         http_version=fields.text("http_version"),
         headers=fields.pairs("headers"),
-        body=fields.body("body"),
+        **_body_fields(fields, streams, f"{where} request"),
     )
 
 
-def _response_in(fields: _Fields) -> Response:
+def _response_in(
+    fields: _Fields, streams: StreamResolver | None = None, where: str = ""
+) -> Response:
     return Response(
         status=fields.integer("status"),
         reason=fields.text("reason"),
         http_version=fields.text("http_version"),
         headers=fields.pairs("headers"),
-        body=fields.body("body"),
         trailers=fields.optional_pairs("trailers"),
+        **_body_fields(fields, streams, f"{where} response"),
     )
+
+
+def _websocket_in(
+    fields: _Fields, streams: StreamResolver | None, where: str
+) -> WebSocketConversation:
+    close = fields.raw("close")
+    if (
+        not isinstance(close, list)
+        or len(close) != 3
+        or not (close[0] is None or (type(close[0]) is int))
+        or not isinstance(close[1], str | bytes)
+        or not (close[2] is None or isinstance(close[2], bool))
+    ):
+        raise fields._fail("close", "[code or nil, reason, closed_by_client or nil]")
+    ref = _ref_in(fields, "stream")
+    messages = streams.messages(ref, where) if ref is not None and streams is not None else ()
+    return WebSocketConversation(messages, close[0], _as_text(close[1]), close[2])
 
 
 _TEXT_FIELDS = ("method", "scheme", "host", "path", "http_version")
@@ -278,6 +435,8 @@ def _fast_interaction(obj: dict[str, Any]) -> Interaction | None:
     response = obj.get("response")
     if type(request) is not dict or (response is not None and type(response) is not dict):
         return None
+    if "websocket" in obj or "stream" in request or (response is not None and "stream" in response):
+        return None  # format 2's streams: the full path resolves them
     texts = [request.get(name) for name in _TEXT_FIELDS]
     if any(type(t) is not str for t in texts):
         return None
@@ -332,11 +491,18 @@ def _fast_interaction(obj: dict[str, Any]) -> Interaction | None:
     )
 
 
-def interaction_from_object(obj: Any, where: str, version: int = FORMAT_VERSION) -> Interaction:
+def interaction_from_object(
+    obj: Any,
+    where: str,
+    version: int = FORMAT_VERSION,
+    streams: StreamResolver | None = None,
+) -> Interaction:
     """Build an ``Interaction`` from a decoded map, validating every field.
 
     ``where`` prefixes every error ("file.cassette: object 7"); ``version`` is
-    the header's, and older objects are migrated first.
+    the header's, and older objects are migrated first. ``streams`` resolves
+    the streams the interaction names (without it, they are checked for shape
+    only and left empty).
     """
     if not isinstance(obj, dict):
         raise CassetteFormatError(f"{where}: expected an interaction map")
@@ -351,16 +517,24 @@ def interaction_from_object(obj: Any, where: str, version: int = FORMAT_VERSION)
         tags = {}
     if not isinstance(tags, dict):
         raise CassetteFormatError(f"{where}: field tags: expected a map")
-    response = _response_in(fields.child("response")) if fields.has("response") else None
+    response = (
+        _response_in(fields.child("response"), streams, where) if fields.has("response") else None
+    )
     error = fields.optional_text("error")
     if response is None and error is None:
         raise CassetteFormatError(f"{where}: field response: nil without an error")
+    websocket = (
+        _websocket_in(fields.child("websocket"), streams, where)
+        if fields.has("websocket")
+        else None
+    )
     return Interaction(
         id=fields.text("id"),
         recorded_at=fields.number("recorded_at"),
         duration_ms=fields.optional_number("duration_ms"),
-        request=_request_in(fields.child("request")),
+        request=_request_in(fields.child("request"), streams, where),
         response=response,
         error=error,
         tags=tags,
+        websocket=websocket,
     )

@@ -10,16 +10,38 @@ case reads naturally.
 A body is ``bytes`` exactly as on the wire (content-encoding kept), or
 ``None`` when the proxy streamed it without keeping a copy: "not captured" is
 never confused with "empty".
+
+Streams (format 2) add three things, each optional:
+
+* ``chunks``: a body that arrived as a stream (server-sent events, a chunked
+  answer), kept with its boundaries and the time each piece came, so replay
+  can send it the same way. ``body`` then holds the pieces joined.
+* ``stored``: a body too large to hold in memory; it stays in the cassette
+  file as pieces, and ``StoredBody.chunks()`` reads them one at a time.
+  ``body`` is then ``None``.
+* ``Interaction.websocket``: the messages of a WebSocket conversation after
+  its 101 handshake, in order, with direction, type and time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
-__all__ = ["Headers", "Interaction", "Pairs", "Request", "Response", "header_values"]
+__all__ = [
+    "Chunk",
+    "Headers",
+    "Interaction",
+    "Pairs",
+    "Request",
+    "Response",
+    "StoredBody",
+    "WebSocketConversation",
+    "WebSocketMessage",
+    "header_values",
+]
 
 Pairs = tuple[tuple[str, str], ...]
 """Ordered (name, value) pairs; order and repeats are kept."""
@@ -41,6 +63,58 @@ def _first_header(headers: Headers, name: str) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Chunk:
+    """One piece of a streamed body as it arrived, and when (ms after the exchange started)."""
+
+    offset_ms: float
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBody:
+    """A body left in the cassette file as pieces, because it is too large to hold.
+
+    ``spans`` say where each piece's record lies in ``path`` (byte offset,
+    length) and when the piece came; nothing of the body itself is in memory.
+    """
+
+    path: str
+    spans: tuple[tuple[int, int, float], ...]
+    size: int
+    sha256: str
+
+    def chunks(self) -> Iterator[Chunk]:
+        """The pieces, read from the file one at a time (``CassetteError`` if it changed)."""
+        from baton.cassettes.reader import read_stored_chunks
+
+        return read_stored_chunks(self)
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketMessage:
+    """One WebSocket message: who sent it, text or binary, its payload and when."""
+
+    from_client: bool
+    is_text: bool
+    data: bytes
+    offset_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketConversation:
+    """What followed a WebSocket handshake: every message in order, then how it closed.
+
+    ``close_code`` is None when the connection ended without a close frame
+    (a reset, a proxy stopped); ``closed_by_client`` says who sent the close.
+    """
+
+    messages: tuple[WebSocketMessage, ...] = ()
+    close_code: int | None = None
+    close_reason: str = ""
+    closed_by_client: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
     """An HTTP request as the client sent it."""
 
@@ -53,6 +127,10 @@ class Request:
     http_version: str = "HTTP/1.1"
     headers: Headers = ()
     body: bytes | None = b""
+    chunks: tuple[Chunk, ...] | None = None
+    """The body as it arrived in pieces, when it was streamed and kept in memory."""
+    stored: StoredBody | None = None
+    """Where a body too large to hold lies in the cassette file (``body`` is then None)."""
 
     @property
     def authority(self) -> str:
@@ -89,6 +167,10 @@ class Response:
     headers: Headers = ()
     body: bytes | None = b""
     trailers: Headers | None = None
+    chunks: tuple[Chunk, ...] | None = None
+    """The body as it arrived in pieces, when it was streamed and kept in memory."""
+    stored: StoredBody | None = None
+    """Where a body too large to hold lies in the cassette file (``body`` is then None)."""
 
     def header(self, name: str) -> str | None:
         """Return the first value of header ``name`` (case-insensitive), or None."""
@@ -111,6 +193,8 @@ class Interaction:
     duration_ms: float | None = None
     error: str | None = None
     tags: Mapping[str, Any] = field(default_factory=dict)
+    websocket: WebSocketConversation | None = None
+    """The conversation after a WebSocket handshake (the response is its 101)."""
 
     def with_tags(self, **extra: Any) -> Interaction:
         """Return a copy with ``extra`` merged into the tags."""

@@ -1,9 +1,10 @@
 """Rewrite a damaged cassette so that it holds only its sound objects.
 
 The common damage is a torn last object, left by a recorder that was killed
-mid-write. Rarer is an object that is valid msgpack but not a valid
-interaction, or bytes in the middle that are not msgpack at all (after which
-nothing can be trusted to line up). ``repair`` keeps every sound object,
+mid-write. A recorder killed in the middle of a stream also leaves the parts
+of that stream with no interaction to close it. Rarer is an object that is
+valid msgpack but not a valid interaction, or bytes in the middle that are
+not msgpack at all (after which nothing can be trusted to line up). ``repair`` keeps every sound object,
 drops the rest, keeps the original as a backup, and reports what it dropped;
 the rewrite goes through a temporary file and ``os.replace``, so a crash
 during repair leaves either the old file or the new one, never a mix.
@@ -19,7 +20,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from baton.cassettes.codec import interaction_from_object
+from baton.cassettes.codec import (
+    StreamRef,
+    interaction_from_object,
+    is_part,
+    part_from_object,
+)
 from baton.cassettes.errors import CassetteError, CassetteFormatError, CassetteLockedError
 from baton.cassettes.reader import CassetteReader
 
@@ -68,12 +74,13 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
     """Drop torn and invalid objects from the cassette at ``path``; keep a backup if it changes."""
     path = Path(path)
     _refuse_if_recording(path)
-    ranges: list[tuple[int, int]] = []
     dropped: list[str] = []
     kept = 0
+    # Every object's span and whether it stays; parts wait for their interaction.
+    spans: list[list[int]] = []  # [offset, end, keep]
+    open_parts: dict[str, list[int]] = {}  # stream id -> indexes into spans
     with CassetteReader(path, warn_torn=False) as reader:
-        ranges.append((0, reader.header_end))
-        size = reader.file_size
+        spans.append([0, reader.header_end, 1])
         objects = reader.objects()
         while True:
             try:
@@ -88,17 +95,34 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
                 offset = reader.position
                 dropped.append(f"unreadable bytes from byte {offset} to the end: {exc}")
                 break
+            where = f"object {raw.number}"
             try:
-                interaction_from_object(raw.value, f"interaction {raw.number}", reader.version)
+                if is_part(raw.value):
+                    part = part_from_object(raw.value, where)
+                    open_parts.setdefault(part.stream, []).append(len(spans))
+                    spans.append([raw.offset, raw.end, 0])  # kept once its interaction comes
+                    continue
+                interaction_from_object(raw.value, where, reader.version)
             except CassetteFormatError as exc:
                 dropped.append(f"invalid object at byte {raw.offset}: {exc}")
                 continue
+            for ref in _refs(raw.value):
+                for index in open_parts.pop(ref.id, []):
+                    spans[index][2] = 1
             kept += 1
-            if ranges[-1][1] == raw.offset:
-                ranges[-1] = (ranges[-1][0], raw.end)
-            else:
-                ranges.append((raw.offset, raw.end))
+            spans.append([raw.offset, raw.end, 1])
         size = reader.file_size
+    orphans = sum(len(indexes) for indexes in open_parts.values())
+    if orphans:
+        dropped.append(f"{orphans} parts of unfinished streams (a recorder stopped mid-stream)")
+    ranges: list[tuple[int, int]] = []
+    for start, end, keep in spans:
+        if not keep:
+            continue
+        if ranges and ranges[-1][1] == start:
+            ranges[-1] = (ranges[-1][0], end)
+        else:
+            ranges.append((start, end))
     if not dropped:
         return RepairReport(path, kept)
     kept_bytes = sum(end - start for start, end in ranges)
@@ -118,3 +142,14 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
         Path(temp_name).unlink(missing_ok=True)
         raise CassetteError(f"{path}: cannot rewrite: {exc.strerror or exc}") from exc
     return RepairReport(path, kept, dropped, size - kept_bytes, backup)
+
+
+def _refs(obj: dict[str, object]) -> list[StreamRef]:
+    """The streams an interaction object names (already validated)."""
+    found = []
+    for place in ("request", "response", "websocket"):
+        holder = obj.get(place)
+        stream = holder.get("stream") if isinstance(holder, dict) else None
+        if isinstance(stream, dict) and isinstance(stream.get("id"), str):
+            found.append(StreamRef(str(stream["id"]), 0, 0))
+    return found

@@ -16,6 +16,12 @@ Why it is built this way:
   file, and a file that already ends in a torn object is refused (repair it
   first) rather than appended to.
 * Redaction runs inside ``append``: nothing unredacted reaches the file.
+* Streams (format 2): a streamed body or a WebSocket conversation is written
+  as part records while it passes (``open_stream``), never held whole, and
+  the interaction that closes the stream is appended last and names it. An
+  interaction that arrives whole with ``chunks``, a ``StoredBody`` or
+  WebSocket messages is written the same way. Parts and interactions share
+  one ordered queue, so a part is always on disk before what names it.
 * ``discard_if_empty``: a recorder stopped before any traffic should leave no
   cassette behind. The file is still created with its header at once, so the
   lock refuses a second recorder from the start and a recorder killed before
@@ -32,22 +38,33 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import threading
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from baton.cassettes.codec import interaction_to_object, make_header, pack
+from baton.cassettes.codec import (
+    FORMAT_VERSION,
+    Part,
+    StreamRef,
+    interaction_to_object,
+    make_header,
+    pack,
+    part_to_object,
+)
 from baton.cassettes.errors import CassetteError, CassetteLockedError, CassetteTornError
-from baton.cassettes.model import Interaction
+from baton.cassettes.model import Chunk, Interaction, Request, Response
 from baton.cassettes.reader import CassetteReader
 from baton.cassettes.redaction import Redactor
 
-__all__ = ["CassetteWriter", "FsyncPolicy"]
+__all__ = ["CassetteWriter", "FsyncPolicy", "PartStream"]
 
 
 class FsyncPolicy(StrEnum):
@@ -70,6 +87,67 @@ def _baton_version() -> str:
         return version("baton-replay")
     except PackageNotFoundError:
         return "unknown"
+
+
+class PartStream:
+    """One stream being written as part records: a body passing through, or WebSocket messages.
+
+    Made by ``CassetteWriter.open_stream``. ``write`` (or ``write_async``)
+    appends one part; ``ref`` is what the closing interaction names. A
+    ``transform`` (a redactor's scrubber) sees each piece before it is
+    counted and written.
+    """
+
+    def __init__(
+        self, writer: CassetteWriter, transform: Callable[[bytes], bytes] | None = None
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self._writer = writer
+        self._transform = transform
+        self._digest = hashlib.sha256()
+        self.count = 0
+        self.size = 0
+
+    def _part(
+        self, data: bytes, offset_ms: float, from_client: bool | None, is_text: bool | None
+    ) -> bytes:
+        if self._transform is not None:
+            data = self._transform(data)
+        part = Part(self.id, self.count, offset_ms, data, from_client, is_text)
+        self.count += 1
+        self.size += len(data)
+        self._digest.update(data)
+        return pack(part_to_object(part))
+
+    def write(
+        self,
+        data: bytes,
+        offset_ms: float,
+        *,
+        from_client: bool | None = None,
+        is_text: bool | None = None,
+    ) -> None:
+        """Append one piece now (thread-safe); ``from_client``/``is_text`` for WebSocket only."""
+        with self._writer._lock:
+            self._writer._write_part(self._part(data, offset_ms, from_client, is_text))
+
+    async def write_async(
+        self,
+        data: bytes,
+        offset_ms: float,
+        *,
+        from_client: bool | None = None,
+        is_text: bool | None = None,
+    ) -> None:
+        """``write`` on the writer thread, in order with every other append."""
+        await self._writer._submit(
+            lambda: self.write(data, offset_ms, from_client=from_client, is_text=is_text)
+        )
+
+    @property
+    def ref(self) -> StreamRef:
+        """What the interaction closing this stream says of it."""
+        return StreamRef(self.id, self.count, self.size, self._digest.hexdigest())
 
 
 class CassetteWriter:
@@ -97,7 +175,9 @@ class CassetteWriter:
         self._discard_if_empty = discard_if_empty
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
-        self._pending: list[tuple[Interaction, asyncio.Future[Interaction]]] = []
+        self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._version = FORMAT_VERSION
+        """The version the file's header names (an older file is upgraded at its first part)."""
         self._flusher: asyncio.Task[None] | None = None
         self.count = 0
         """Interactions appended by this writer."""
@@ -121,7 +201,7 @@ class CassetteWriter:
                 self._write_all(pack(make_header(meta, _baton_version())))
                 os.fsync(self._fd)
             else:
-                self._check_tail()
+                self._version = self._check_tail()
         except BaseException:
             if self.created and os.fstat(self._fd).st_size == 0:
                 os.unlink(self.path)  # ours, and not even a header made it (disk full)
@@ -169,7 +249,8 @@ class CassetteWriter:
         ours = os.fstat(self._fd)
         return (on_disk.st_dev, on_disk.st_ino) == (ours.st_dev, ours.st_ino)
 
-    def _check_tail(self) -> None:
+    def _check_tail(self) -> int:
+        """Validate the existing file to its end; return its header's version."""
         # Reading to the end also validates the header and every object, so a
         # foreign or damaged file is refused before anything is added to it.
         with CassetteReader(self.path, warn_torn=False) as reader:
@@ -180,6 +261,49 @@ class CassetteWriter:
                     f"{self.path}: ends in a torn object at byte {reader.torn_at}; "
                     f"run `baton repair {self.path}` before recording into it"
                 )
+            return reader.version
+
+    def _upgrade_header(self) -> None:
+        """Make an older file's header name this format before the first part goes in.
+
+        A format-1 reader would stop at a part record with a message about a
+        missing field; with the header naming version 2 it says instead that a
+        newer baton wrote the file. The version is one msgpack byte (a
+        positive fixint), so it is patched in place with one ``pwrite``.
+        """
+        if self._version >= FORMAT_VERSION:
+            return
+        with open(self.path, "rb") as handle:
+            head = handle.read(4096)
+        marker = pack("version")
+        at = head.find(marker)
+        if at < 0 or head[at + len(marker)] != self._version:
+            raise CassetteError(f"{self.path}: cannot find the header's version to upgrade it")
+        # Not through self._fd: with O_APPEND, Linux's pwrite appends whatever the offset.
+        patch = os.open(self.path, os.O_WRONLY)
+        try:
+            if (os.fstat(patch).st_ino, os.fstat(patch).st_dev) != (
+                os.fstat(self._fd).st_ino,
+                os.fstat(self._fd).st_dev,
+            ):
+                raise CassetteError(f"{self.path}: was replaced while being written")
+            os.pwrite(patch, bytes([FORMAT_VERSION]), at + len(marker))
+            if self.fsync is not FsyncPolicy.NEVER:
+                os.fsync(patch)
+        finally:
+            os.close(patch)
+        self._version = FORMAT_VERSION
+
+    def _write_part(self, data: bytes) -> None:
+        """Write one packed part record; the caller holds the lock."""
+        if self._fd < 0:
+            raise CassetteError(f"{self.path}: writer is closed")
+        self._upgrade_header()
+        self._write_all(data)
+
+    def open_stream(self, transform: Callable[[bytes], bytes] | None = None) -> PartStream:
+        """A new stream to write as parts; name its ``ref`` in the interaction that closes it."""
+        return PartStream(self, transform)
 
     def _write_all(self, data: bytes) -> None:
         start = os.lseek(self._fd, 0, os.SEEK_END)
@@ -196,21 +320,34 @@ class CassetteWriter:
                 os.ftruncate(self._fd, start)
             raise CassetteError(f"{self.path}: cannot append: {exc.strerror or exc}") from exc
 
-    def append(self, interaction: Interaction) -> Interaction:
+    def append(
+        self, interaction: Interaction, streams: Mapping[str, PartStream] | None = None
+    ) -> Interaction:
         """Redact, pack and write one interaction; return what was stored.
 
-        Thread-safe. When it returns, the bytes are with the OS.
+        ``streams``: the streams already written for it, by place
+        (``"request"``, ``"response"``, ``"websocket"``). Whatever it holds in
+        memory as chunks, a stored body or WebSocket messages is written as
+        parts here first. Thread-safe; when it returns, the bytes are with the OS.
         """
         stored = self._redactor.redact(interaction) if self._redactor else interaction
-        data = pack(interaction_to_object(stored))
+        stored = _chunks_follow_redaction(interaction, stored)
+        refs = {place: stream.ref for place, stream in (streams or {}).items()}
         with self._lock:
             if self._fd < 0:
                 raise CassetteError(f"{self.path}: writer is closed")
-            self._write_all(data)
+            for place, pieces in _held_streams(stored, refs):
+                stream = PartStream(self)
+                for piece in pieces:
+                    self._write_part(stream._part(*piece))
+                refs[place] = stream.ref
+            self._write_all(pack(interaction_to_object(stored, refs)))
             self.count += 1
         return stored
 
-    async def append_async(self, interaction: Interaction) -> Interaction:
+    async def append_async(
+        self, interaction: Interaction, streams: Mapping[str, PartStream] | None = None
+    ) -> Interaction:
         """``append`` on the writer thread, awaited without blocking the event loop.
 
         Interactions are written in the order their calls were made. Calls that
@@ -218,9 +355,13 @@ class CassetteWriter:
         together (group commit): one thread hop per batch instead of one per
         interaction, still one ``write`` and one outcome per interaction.
         """
+        result: Interaction = await self._submit(lambda: self.append(interaction, streams))
+        return result
+
+    async def _submit(self, work: Callable[[], Any]) -> Any:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Interaction] = loop.create_future()
-        self._pending.append((interaction, future))
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((work, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush_pending())
         return await future
@@ -232,7 +373,7 @@ class CassetteWriter:
         while self._pending:
             batch, self._pending = self._pending, []
             outcomes = await loop.run_in_executor(
-                self._executor, self._append_batch, [item for item, _ in batch]
+                self._executor, self._run_batch, [work for work, _ in batch]
             )
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if future.done():  # the caller was cancelled meanwhile
@@ -242,11 +383,11 @@ class CassetteWriter:
                 else:
                     future.set_result(outcome)
 
-    def _append_batch(self, items: list[Interaction]) -> list[Interaction | BaseException]:
-        outcomes: list[Interaction | BaseException] = []
-        for item in items:
+    def _run_batch(self, items: list[Callable[[], Any]]) -> list[Any]:
+        outcomes: list[Any] = []
+        for work in items:
             try:
-                outcomes.append(self.append(item))
+                outcomes.append(work())
             except Exception as exc:  # one failure must not sink the rest of the batch
                 outcomes.append(exc)
         return outcomes
@@ -288,3 +429,55 @@ class CassetteWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+_Piece = tuple[bytes, float, bool | None, bool | None]
+
+
+def _held_streams(
+    interaction: Interaction, written: Mapping[str, StreamRef]
+) -> list[tuple[str, Iterable[_Piece]]]:
+    """The streams ``interaction`` holds in memory (or in another file) that still need parts."""
+    found: list[tuple[str, Iterable[_Piece]]] = []
+    for place, message in (("request", interaction.request), ("response", interaction.response)):
+        if message is None or place in written:
+            continue
+        if message.stored is not None:
+            found.append(
+                (place, ((c.data, c.offset_ms, None, None) for c in message.stored.chunks()))
+            )
+        elif message.chunks is not None:
+            found.append((place, [(c.data, c.offset_ms, None, None) for c in message.chunks]))
+    websocket = interaction.websocket
+    if websocket is not None and "websocket" not in written:
+        found.append(
+            (
+                "websocket",
+                [(m.data, m.offset_ms, m.from_client, m.is_text) for m in websocket.messages],
+            )
+        )
+    return found
+
+
+def _chunks_follow_redaction(original: Interaction, redacted: Interaction) -> Interaction:
+    """Keep ``chunks`` true to a body redaction changed.
+
+    The redactor rewrites ``body``; chunk boundaries of a rewritten body are
+    not known, so the pieces become one, at the time of the first. (Streams
+    recorded live are scrubbed piece by piece instead, through
+    ``open_stream(transform=...)``, and keep their boundaries.)
+    """
+
+    def follow(before: Request | Response | None, after: Request | Response | None) -> Any:
+        if after is None or after.chunks is None or before is None or after.body == before.body:
+            return after
+        first = after.chunks[0].offset_ms if after.chunks else 0.0
+        return replace(after, chunks=(Chunk(first, after.body or b""),))
+
+    if redacted is original:
+        return redacted
+    return replace(
+        redacted,
+        request=follow(original.request, redacted.request),
+        response=follow(original.response, redacted.response),
+    )

@@ -27,7 +27,7 @@ from baton.cassettes import (
     read_cassette,
     repair,
 )
-from baton.cassettes.codec import interaction_to_object, make_header, pack
+from baton.cassettes.codec import FORMAT_VERSION, interaction_to_object, make_header, pack
 
 # Text as HTTP carries it: any bytes, decoded the way baton decodes them.
 wire_text = st.binary(max_size=40).map(lambda b: b.decode("utf-8", "surrogateescape"))
@@ -185,8 +185,8 @@ def test_a_file_that_is_not_a_cassette_is_refused(
 
 def test_a_newer_format_version_is_refused_with_advice(tmp_path: Path) -> None:
     path = tmp_path / "future.cassette"
-    write(path, make_header() | {"version": 2})
-    with pytest.raises(UnsupportedVersion, match=r"version 2 is newer.*upgrade baton"):
+    write(path, make_header() | {"version": 3})
+    with pytest.raises(UnsupportedVersion, match=r"version 3 is newer.*upgrade baton"):
         read_cassette(path)
 
 
@@ -309,8 +309,8 @@ def test_the_header_is_written_and_synced_when_a_cassette_is_created(tmp_path: P
     CassetteWriter(path, redactor=None, meta={"team": "payments"}).close()
     with CassetteReader(path) as reader:
         assert reader.header["format"] == "baton-cassette"
-        assert reader.version == 1
+        assert reader.version == FORMAT_VERSION == 2
         assert reader.meta == {"team": "payments"}
         assert list(reader) == []
-    assert msgpack.unpackb(path.read_bytes())["version"] == 1
+    assert msgpack.unpackb(path.read_bytes())["version"] == 2
     assert os.access(path, os.R_OK)
