@@ -13,11 +13,21 @@ Imports point one way: cassettes <- formats, replay <- proxy <- proxy.cli.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("baton-replay")
-except PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
+from typing import Any
 
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # Read from the installed metadata on first use only: importlib.metadata
+    # costs tens of milliseconds at every start of the CLI and of pytest.
+    if name != "__version__":
+        raise AttributeError(f"module 'baton' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("baton-replay")
+    except PackageNotFoundError:  # a source tree that was never installed
+        found = "0+unknown"
+    globals()["__version__"] = found
+    return found
