@@ -32,7 +32,7 @@ if TYPE_CHECKING:
         Redactor,
         load_or_create_key,
     )
-    from baton.cassettes.repair import RepairReport, repair
+    from baton.cassettes.repair import RepairReport
     from baton.cassettes.writer import CassetteWriter, FsyncPolicy
 
 _EXPORTS = {
@@ -56,10 +56,14 @@ _EXPORTS = {
     "Redactor": "baton.cassettes.redaction",
     "load_or_create_key": "baton.cassettes.redaction",
     "RepairReport": "baton.cassettes.repair",
-    "repair": "baton.cassettes.repair",
     "CassetteWriter": "baton.cassettes.writer",
     "FsyncPolicy": "baton.cassettes.writer",
 }
+
+
+# `repair` is also the name of a submodule: once anything imports the submodule, Python
+# binds the package attribute to it and __getattr__ is never asked; so it is bound here.
+from baton.cassettes.repair import repair  # noqa: E402
 
 
 def __getattr__(name: str) -> Any:
