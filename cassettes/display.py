@@ -26,7 +26,7 @@ from typing import Any
 
 from baton.cassettes.content_coding import decode_body
 from baton.cassettes.errors import ContentCodingError
-from baton.cassettes.model import Headers, Interaction
+from baton.cassettes.model import Headers, Interaction, WebSocketConversation
 from baton.cassettes.wording import plural
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "parse_status_filter",
     "render_interaction",
     "render_summary_line",
+    "websocket_lines",
 ]
 
 VOLATILE_HEADERS = frozenset(
@@ -60,6 +61,9 @@ VOLATILE_HEADERS = frozenset(
         "server-timing",
         "x-runtime",
         "x-response-time",
+        # A fresh key (and its accept token) for every WebSocket connection.
+        "sec-websocket-key",
+        "sec-websocket-accept",
     }
 )
 """Headers whose value changes on every answer without the content changing."""
@@ -225,6 +229,8 @@ def render_interaction(
         _body_lines(lines, response.body, response.headers, max_body, stable)
         if response.trailers:
             _block(lines, "< trailer", response.trailers, stable)
+    if interaction.websocket is not None:
+        lines += websocket_lines(interaction.websocket, max_body=max_body, stable=stable)
     return "\n".join(lines)
 
 
@@ -283,7 +289,10 @@ def render_summary_line(interaction: Interaction, number: int, *, colour: bool =
     received = "-" if response is None or response.body is None else _human_size(len(response.body))
     method = _paint(f"{request.method:<7}", _BOLD, colour)
     status = _status_text(interaction, colour, reason=False, width=5)
-    return f"#{number:<4} {method} {request.url}  {status} {sent} -> {received}  {_duration(interaction)}"
+    line = f"#{number:<4} {method} {request.url}  {status} {sent} -> {received}  {_duration(interaction)}"
+    if interaction.websocket is not None:
+        line += f"  websocket: {plural(len(interaction.websocket.messages), 'message')}"
+    return line
 
 
 @dataclass
@@ -357,6 +366,8 @@ def interaction_to_json(interaction: Interaction) -> dict[str, Any]:
         "error": interaction.error,
         "tags": _jsonable(dict(interaction.tags)),
     }
+    if interaction.websocket is not None:
+        out["websocket"] = _websocket_json(interaction.websocket)
     if response is not None:
         out["response"] = {
             "status": response.status,
@@ -379,3 +390,85 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     return value
+
+
+# -- WebSocket conversations -------------------------------------------------------
+
+
+def _closing(conversation: WebSocketConversation) -> str:
+    code, reason = conversation.close_code, conversation.close_reason
+    if code is None:
+        return "still open when the recording stopped"
+    said = f'{code} "{reason}"' if reason else str(code)
+    if code == 1006:
+        return "the connection ended without a close frame (1006)"
+    if conversation.closed_by_client is None:
+        return f"closed: {said}"
+    return f"closed by the {'client' if conversation.closed_by_client else 'server'}: {said}"
+
+
+def _payload(data: bytes, is_text: bool, limit: int, stable: bool) -> str:
+    if not is_text:
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        head = data[:16].hex(" ")
+        return f"[{head}{' …' if len(data) > 16 else ''}] sha256 {digest}…"
+    text = data.decode("utf-8", "replace")
+    if stable and text.lstrip()[:1] in ("{", "["):
+        import json
+
+        with contextlib.suppress(ValueError):
+            text = json.dumps(json.loads(text), sort_keys=True, ensure_ascii=False)
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    if limit and len(text) > limit:
+        text = text[:limit] + f"… ({len(text) - limit} more characters)"
+    return text
+
+
+def websocket_lines(
+    conversation: WebSocketConversation, *, max_body: int = 4096, stable: bool = False
+) -> list[str]:
+    """The messages of a conversation, one line each: number, direction, type, size, time, payload.
+
+    ``→`` is a message from the client, ``←`` one from the server; numbers
+    are the message's position in the conversation (what ``baton diff`` and
+    the replay near-miss report name). ``stable`` leaves out the times and
+    prints JSON with sorted keys, for ``git diff``.
+    """
+    messages = conversation.messages
+    from_client = sum(1 for m in messages if m.from_client)
+    lines = [
+        f"  websocket: {plural(len(messages), 'message')} ({from_client} from the client, "
+        f"{len(messages) - from_client} from the server), {_closing(conversation)}"
+    ]
+    width = len(str(len(messages)))
+    for number, message in enumerate(messages, 1):
+        arrow = "→" if message.from_client else "←"
+        kind = "text" if message.is_text else "binary"
+        when = "" if stable else f"  +{message.offset_ms:.1f} ms"
+        payload = _payload(message.data, message.is_text, max_body, stable)
+        lines.append(
+            f"  {arrow} #{number:<{width}} {kind:<6} {_human_size(len(message.data)):>9}{when}  {payload}"
+        )
+    return lines
+
+
+def _websocket_json(conversation: WebSocketConversation) -> dict[str, Any]:
+    messages = []
+    for message in conversation.messages:
+        item: dict[str, Any] = {
+            "from_client": message.from_client,
+            "text": message.is_text,
+            "offset_ms": message.offset_ms,
+        }
+        try:
+            item["data"] = message.data.decode("utf-8")
+        except UnicodeDecodeError:
+            item["data"] = base64.b64encode(message.data).decode("ascii")
+            item["data_encoding"] = "base64"
+        messages.append(item)
+    return {
+        "messages": messages,
+        "close_code": conversation.close_code,
+        "close_reason": conversation.close_reason,
+        "closed_by_client": conversation.closed_by_client,
+    }

@@ -48,6 +48,7 @@ __all__ = [
     "DEFAULT_HEADER_GLOBS",
     "MIN_SCRUB_LENGTH",
     "PLACEHOLDER_PATTERN",
+    "MessageRedaction",
     "RedactionRules",
     "Redactor",
     "default_key_path",
@@ -309,6 +310,8 @@ class Redactor:
 
     def redact(self, interaction: Interaction) -> Interaction:
         """Return ``interaction`` with every secret replaced, noting what changed in its tags."""
+        if interaction.websocket is not None and interaction.websocket.messages:
+            return self._redact_conversation(interaction)
         found = _Found(self)
         request, response = interaction.request, interaction.response
 
@@ -357,12 +360,51 @@ class Redactor:
         error = interaction.error
         if error is not None:
             error = scrub.text(error, found, "error")
-        tags: dict[str, Any] = {"redacted": list(found.changed)}
+        # Merged with what is already noted (WebSocket messages redacted as they passed).
+        noted = [*interaction.tags.get("redacted", ()), *found.changed]
+        tags: dict[str, Any] = {"redacted": list(dict.fromkeys(noted))}
         if found.reencoded:
             tags["body_reencoded"] = list(found.reencoded)
         return replace(
             interaction, request=new_request, response=new_response, error=error
         ).with_tags(**tags)
+
+    # -- WebSocket messages ---------------------------------------------------
+
+    def conversation(self, handshake: Interaction) -> MessageRedaction:
+        """A scrubber for the messages that follow ``handshake``, applied one message at a time.
+
+        Given the handshake as recorded (before its own redaction), so the
+        secrets it carried are known and scrubbed from every message.
+        """
+        return MessageRedaction(self, handshake)
+
+    def _redact_conversation(self, interaction: Interaction) -> Interaction:
+        conversation = interaction.websocket
+        assert conversation is not None
+        stripped = replace(interaction, websocket=replace(conversation, messages=()))
+        handshake = self.redact(stripped)
+        scrub = self.conversation(interaction)
+        messages = tuple(replace(m, data=scrub(m.data)) for m in conversation.messages)
+        if not scrub.changed:
+            return (
+                interaction if handshake is stripped else replace(handshake, websocket=conversation)
+            )
+        out = replace(handshake, websocket=replace(conversation, messages=messages))
+        noted = [*out.tags.get("redacted", ()), MessageRedaction.WHERE]
+        return out.with_tags(redacted=list(dict.fromkeys(noted)))
+
+    def _handshake_secrets(self, handshake: Interaction, found: _Found) -> None:
+        """Pass 1 over a WebSocket handshake: its credentials, query, cookies and patterns."""
+        request, response = handshake.request, handshake.response
+        req_headers = self._headers(request.headers, found, "request.headers")
+        query = self._pairs(request.query, found, "request.query")
+        resp_headers = None
+        if response is not None:
+            resp_headers = self._headers(response.headers, found, "response.headers")
+        if self.rules.patterns:
+            body = _Body.of(request.body, request.headers, "request.body")
+            self._patterns(found, request, query, req_headers, resp_headers, body, None)
 
     # -- pass 1 -------------------------------------------------------------
 
@@ -699,3 +741,49 @@ def _variants(secret: str) -> set[bytes]:
         html.escape(secret),
     }
     return {form.encode("utf-8", "surrogateescape") for form in forms if form}
+
+
+class MessageRedaction:
+    """Redact the messages of one WebSocket conversation, in order, as bodies are redacted.
+
+    Each message is treated as a body: a JSON message has its fields
+    redacted by the field-name and JSON-path rules, the regular expressions
+    apply, and every secret known so far is scrubbed from it wherever it
+    appears — the handshake's credentials (``Authorization``, a ``token``
+    query, cookies) and any secret an earlier message carried in a JSON
+    field. So a server echoing the client's token in a later message does
+    not leak it. Called on the writer thread, one message after another;
+    ``changed`` counts the messages it altered.
+    """
+
+    WHERE = "websocket.messages"
+
+    def __init__(self, redactor: Redactor, handshake: Interaction) -> None:
+        self._redactor = redactor
+        self._found = _Found(redactor)
+        redactor._handshake_secrets(handshake, self._found)
+        self._scrubber = _Scrubber(self._found)
+        self._known = len(self._found.placeholders)
+        self.changed = 0
+
+    def __call__(self, data: bytes) -> bytes:
+        """The message's payload with its secrets replaced by their placeholders."""
+        redactor, found = self._redactor, self._found
+        body = _Body.of(data, (), self.WHERE)
+        redactor._body_fields(body, found)
+        if redactor.rules.patterns and body.decoded:
+            text = body.decoded.decode("utf-8", "surrogateescape")
+            for pattern in redactor.rules.patterns:
+                for match in pattern.finditer(text):
+                    secret = match.group(1) if pattern.groups else match.group(0)
+                    if secret:
+                        found.add(secret)
+        if not found.placeholders:
+            return data
+        if len(found.placeholders) != self._known:
+            self._scrubber = _Scrubber(found)
+            self._known = len(found.placeholders)
+        new = body.finish(self._scrubber, found, ()).get("body", data)
+        if new != data:
+            self.changed += 1
+        return bytes(new)

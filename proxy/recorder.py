@@ -21,13 +21,16 @@ from collections.abc import Sequence
 from mitmproxy import ctx, exceptions, http
 
 from baton.cassettes.errors import CassetteError, RedactionError
-from baton.cassettes.writer import CassetteWriter, FsyncPolicy
+from baton.cassettes.model import Interaction
+from baton.cassettes.redaction import Redactor
+from baton.cassettes.writer import CassetteWriter, FsyncPolicy, PartStream
 from baton.proxy.flows import interaction_from_flow
 from baton.proxy.redaction_options import (
     REDACTION_OPTIONS,
     declare_redaction_options,
     redactor_from_options,
 )
+from baton.proxy.websocket_recording import ConversationRecorder
 
 __all__ = ["Recorder"]
 
@@ -41,6 +44,9 @@ class Recorder:
 
     def __init__(self) -> None:
         self._writer: CassetteWriter | None = None
+        self._redactor: Redactor | None = None
+        self._conversations = ConversationRecorder()
+        """WebSocket conversations being recorded (proxy/websocket_recording.py)."""
         self.recorded = 0
         """Interactions written."""
         self.failed = 0
@@ -73,6 +79,7 @@ class Recorder:
             return
         try:
             redactor = redactor_from_options(ctx.options)
+            self._redactor = redactor
             self._writer = CassetteWriter(
                 path,
                 redactor=redactor,
@@ -96,7 +103,44 @@ class Recorder:
         return not paths or any(fnmatch.fnmatchcase(path, p) for p in paths)
 
     async def response(self, flow: http.HTTPFlow) -> None:
+        if flow.websocket is not None:
+            return  # a WebSocket handshake: recorded once, with its messages, at websocket_end
         await self._record(flow)
+
+    async def websocket_start(self, flow: http.HTTPFlow) -> None:
+        if self._writer is None:
+            return
+        if not self._selected(flow):
+            self.skipped += 1
+            return
+        try:
+            self._conversations.start(flow, self._writer, self._redactor)
+        except Exception as exc:  # fail open
+            self.failed += 1
+            logger.error("baton: could not record %s: %s", flow.request.pretty_url, exc)
+
+    async def websocket_message(self, flow: http.HTTPFlow) -> None:
+        await self._conversations.message(flow)
+
+    async def websocket_end(self, flow: http.HTTPFlow) -> None:
+        closing = self._conversations.finish(flow)
+        if closing is not None:
+            await self._append(flow, *closing)
+
+    async def _append(
+        self, flow: http.HTTPFlow, interaction: Interaction, streams: dict[str, PartStream]
+    ) -> None:
+        """Append a WebSocket conversation's interaction naming its parts; fail open."""
+        writer = self._writer
+        if writer is None:
+            return
+        try:
+            await writer.append_async(interaction, streams)
+        except Exception as exc:
+            self.failed += 1
+            logger.error("baton: could not record %s: %s", flow.request.pretty_url, exc)
+        else:
+            self.recorded += 1
 
     async def error(self, flow: http.HTTPFlow) -> None:
         # Only exchanges that never got a response; an error after the
@@ -127,6 +171,15 @@ class Recorder:
 
     def _close(self) -> None:
         if self._writer is not None:
+            # Conversations still open when the recorder stops or changes cassette: keep
+            # what passed (their messages are on disk already), marked unfinished.
+            for interaction, streams in self._conversations.unfinished():
+                try:
+                    self._writer.append(interaction, streams)
+                    self.recorded += 1
+                except Exception as exc:
+                    self.failed += 1
+                    logger.error("baton: could not record %s: %s", interaction.request.url, exc)
             self._writer.close()
             self.discarded = self._writer.discarded
             self._writer = None
