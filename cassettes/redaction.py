@@ -40,7 +40,7 @@ from urllib.parse import quote, quote_plus, unquote_plus
 
 from baton.cassettes.content_coding import decode_body, encode_body, parse_codings
 from baton.cassettes.errors import ContentCodingError, RedactionError
-from baton.cassettes.model import Headers, Interaction, Pairs, Request
+from baton.cassettes.model import Headers, Interaction, Pairs, Request, header_values
 
 __all__ = [
     "DEFAULT_FIELDS",
@@ -51,9 +51,12 @@ __all__ = [
     "MessageRedaction",
     "RedactionRules",
     "Redactor",
+    "StreamRedaction",
     "default_key_path",
     "load_or_create_key",
     "redact_header_value",
+    "secrets_found",
+    "stream_redaction",
 ]
 
 logger = logging.getLogger(__name__)
@@ -787,3 +790,415 @@ class MessageRedaction:
         if new != data:
             self.changed += 1
         return bytes(new)
+
+
+# -- streamed bodies ------------------------------------------------------------------
+#
+# A body that passes through as a stream (server-sent events, a chunked answer, a
+# download larger than memory) is redacted piece by piece: the client already has
+# each piece, only the copy written to the cassette changes. Headers, the path and
+# the query are redacted with the interaction as always; what a stream adds is:
+#
+# * echoes of the exchange's secrets are scrubbed from every piece, with a carry-over
+#   window so that a secret split across two pieces is still found;
+# * server-sent events are redacted event by event: the recorded copy is held back
+#   to the end of each event (never the client's), JSON ``data:`` fields go through
+#   the field and JSON-path rules, then echoes and the user's patterns are scrubbed;
+# * where a rule needs the whole body parsed (a field rule on a 1 GB JSON download,
+#   a JSON path, a compressed body) nothing is guessed: the body is written as it
+#   came and the interaction is tagged ``body_not_scrubbed`` with the reason, which
+#   ``baton lint`` reports.
+
+SSE_EVENT_LIMIT = 1 << 20
+"""An event longer than this is not held whole for redaction (echoes are still scrubbed)."""
+
+PATTERN_LOOKAHEAD = 4096
+"""Bytes held back so that a user pattern's match is decided with this much data after it."""
+
+_SSE_LINE = re.compile(rb"[^\r\n]*(?:\r\n|\n|\r(?!$))")
+
+
+def secrets_found(redactor: Redactor, interaction: Interaction) -> dict[str, str]:
+    """Pass 1 of ``Redactor.redact`` alone: every secret the rules find, mapped to its placeholder.
+
+    Bodies that are None (streamed, not held) are skipped; what they hold is
+    scrubbed for these secrets as it passes.
+    """
+    found = _Found(redactor)
+    request, response = interaction.request, interaction.response
+    req_headers = redactor._headers(request.headers, found, "request.headers")
+    query = redactor._pairs(request.query, found, "request.query")
+    req_body = _Body.of(request.body, request.headers, "request.body")
+    redactor._body_fields(req_body, found)
+    resp_headers: Headers | None = None
+    resp_body: _Body | None = None
+    if response is not None:
+        resp_headers = redactor._headers(response.headers, found, "response.headers")
+        resp_body = _Body.of(response.body, response.headers, "response.body")
+        redactor._body_fields(resp_body, found)
+    if redactor.rules.patterns:
+        redactor._patterns(found, request, query, req_headers, resp_headers, req_body, resp_body)
+    return dict(found.placeholders)
+
+
+class StreamRedaction:
+    """The recorded copy of one streamed body, redacted as its pieces pass.
+
+    ``feed`` takes each piece and returns what may be written now (possibly
+    less, held back to an event's end or for the carry-over window);
+    ``finish`` returns the rest. ``changed`` tells whether anything was
+    replaced, ``not_scrubbed`` why the body had to be written unscrubbed.
+    Not thread-safe: one stream, one caller at a time.
+    """
+
+    where: str
+    changed: bool = False
+    not_scrubbed: str | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        return data
+
+    def finish(self) -> bytes:
+        return b""
+
+
+class _Passthrough(StreamRedaction):
+    def __init__(self, where: str, not_scrubbed: str | None = None) -> None:
+        self.where = where
+        self.not_scrubbed = not_scrubbed
+
+
+class _Window:
+    """Replace the matches of one pattern in a stream, holding back ``hold`` bytes between pieces.
+
+    A match that starts more than ``hold`` bytes before the end of what has
+    arrived is final (every alternative of a literal pattern fits in the
+    window); anything later waits for the next piece.
+    """
+
+    def __init__(
+        self,
+        pattern: re.Pattern[bytes],
+        replace: Callable[[re.Match[bytes]], bytes],
+        hold: int,
+        literals: tuple[bytes, ...] = (),
+    ) -> None:
+        self._pattern = pattern
+        self._replace = replace
+        self._hold = hold
+        self._literals = literals
+        self._carry = b""
+        self.changed = False
+
+    def _quick_miss(self, buffer: bytes) -> bool:
+        # bytes.find is far faster than the regex engine over a large body.
+        return bool(self._literals) and not any(lit in buffer for lit in self._literals)
+
+    def _apply(self, buffer: bytes, limit: int) -> tuple[bytes, int]:
+        """The output for ``buffer`` up to the matches starting before ``limit``; where it ends."""
+        out: list[bytes] = []
+        position = 0
+        for match in self._pattern.finditer(buffer):
+            if match.start() >= limit:
+                break
+            new = self._replace(match)
+            if new != match.group(0):
+                self.changed = True
+            out.append(buffer[position : match.start()])
+            out.append(new)
+            position = match.end()
+        return b"".join(out), position
+
+    def feed(self, data: bytes) -> bytes:
+        buffer = self._carry + data if self._carry else data
+        cut = max(0, len(buffer) - self._hold)
+        if self._quick_miss(buffer):
+            self._carry = buffer[cut:]
+            return buffer[:cut]
+        head, position = self._apply(buffer, cut)
+        end = max(cut, position)
+        self._carry = buffer[end:]
+        return head + buffer[position:end]
+
+    def finish(self) -> bytes:
+        buffer, self._carry = self._carry, b""
+        if not buffer or self._quick_miss(buffer):
+            return buffer
+        head, position = self._apply(buffer, len(buffer) + 1)
+        return head + buffer[position:]
+
+
+def _echo_window(scrubber: _Scrubber) -> _Window | None:
+    if scrubber._pattern is None:
+        return None
+    literals = (*scrubber._by_variant, b"REDACTED-")
+    hold = max(len(literal) for literal in literals) + 16
+    by_variant = scrubber._by_variant
+    return _Window(
+        scrubber._pattern,
+        lambda m: by_variant.get(m.group(0), m.group(0)),
+        hold,
+        literals,
+    )
+
+
+def _pattern_windows(redactor: Redactor, found: _Found) -> list[_Window]:
+    windows = []
+    for text_pattern in redactor.rules.patterns:
+        pattern = re.compile(text_pattern.pattern.encode("utf-8", "surrogateescape"))
+
+        def replace(match: re.Match[bytes], groups: int = pattern.groups) -> bytes:
+            return _replace_secret_of(match, groups, found)
+
+        windows.append(_Window(pattern, replace, PATTERN_LOOKAHEAD))
+    return windows
+
+
+def _replace_secret_of(match: re.Match[bytes], groups: int, found: _Found) -> bytes:
+    """The match with its secret (group 1, or all of it) replaced by the placeholder."""
+    group = 1 if groups else 0
+    secret = match.group(group)
+    if not secret or _PLACEHOLDER_BYTES.fullmatch(secret):
+        return match.group(0)
+    placeholder = found.add(secret.decode("utf-8", "surrogateescape")).encode()
+    start, end = match.span(group)
+    whole = match.group(0)
+    offset = match.start(0)
+    return whole[: start - offset] + placeholder + whole[end - offset :]
+
+
+class _WindowedRedaction(StreamRedaction):
+    """A body that is not events: echoes and patterns scrubbed through carry-over windows.
+
+    ``stems`` (JSON and form bodies under field rules): the body is watched
+    for the field names a rule redacts; if one shows up, the rule would have
+    needed the whole body parsed, and the body is tagged instead.
+    """
+
+    def __init__(
+        self,
+        where: str,
+        windows: list[_Window],
+        stems: frozenset[bytes] = frozenset(),
+        stem_reason: str = "",
+        not_scrubbed: str | None = None,
+    ) -> None:
+        self.where = where
+        self.not_scrubbed = not_scrubbed
+        self._windows = windows
+        self._stems = stems
+        self._stem_reason = stem_reason
+        self._stem_hold = max((len(s) for s in stems), default=1) - 1
+        self._stem_tail = b""
+
+    def _watch(self, data: bytes) -> None:
+        if not self._stems or self.not_scrubbed is not None:
+            return
+        text = (self._stem_tail + data).lower()
+        if any(stem in text for stem in self._stems):
+            self.not_scrubbed = self._stem_reason
+        self._stem_tail = text[-self._stem_hold :] if self._stem_hold else b""
+
+    def feed(self, data: bytes) -> bytes:
+        self._watch(data)
+        for window in self._windows:
+            data = window.feed(data)
+        return data
+
+    def finish(self) -> bytes:
+        data = b""
+        for window in self._windows:
+            data = window.feed(data) + window.finish() if data else window.finish()
+        self.changed = any(window.changed for window in self._windows)
+        return data
+
+
+class _EventRedaction(StreamRedaction):
+    """Server-sent events: the recorded copy is held to each event's end, then redacted whole.
+
+    JSON in the ``data:`` lines goes through the field and JSON-path rules (a
+    value found becomes its placeholder, and is scrubbed from later events
+    too); then echoes of every secret known and the user's patterns are
+    scrubbed from the event.
+    """
+
+    def __init__(self, where: str, redactor: Redactor, found: _Found) -> None:
+        self.where = where
+        self._redactor = redactor
+        self._found = found
+        self._known = len(found.placeholders)
+        self._scrubber = _Scrubber(found)
+        self._buffer = b""
+        self._overflow: _WindowedRedaction | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        if self._overflow is not None:
+            return self._feed_overflow(data)
+        self._buffer += data
+        out: list[bytes] = []
+        start = 0
+        event_start = 0
+        for line in _SSE_LINE.finditer(self._buffer):
+            start = line.end()
+            if line.group(0) in (b"\n", b"\r\n", b"\r"):
+                out.append(self._event(self._buffer[event_start:start]))
+                event_start = start
+        rest = self._buffer[event_start:]
+        self._buffer = rest
+        if len(rest) > SSE_EVENT_LIMIT:
+            # An event this long is not held whole: scrub echoes as it passes.
+            self.not_scrubbed = (
+                f"an event longer than {SSE_EVENT_LIMIT} bytes: its JSON fields were not redacted"
+            )
+            self._overflow = _WindowedRedaction(self.where, self._windows())
+            self._buffer = b""
+            out.append(self._feed_overflow(rest))
+        return b"".join(out)
+
+    def _feed_overflow(self, data: bytes) -> bytes:
+        assert self._overflow is not None
+        # The overflow ends with the event: later events are redacted whole again.
+        boundary = re.search(rb"(?:\r\n|\n|\r)(?:\r\n|\n|\r)", data)
+        if boundary is None:
+            return self._overflow.feed(data)
+        head = self._overflow.feed(data[: boundary.end()]) + self._overflow.finish()
+        self.changed = self.changed or self._overflow.changed
+        self._overflow = None
+        return head + self.feed(data[boundary.end() :])
+
+    def finish(self) -> bytes:
+        if self._overflow is not None:
+            tail = self._overflow.finish()
+            self.changed = self.changed or self._overflow.changed
+            self._overflow = None
+            return tail
+        rest, self._buffer = self._buffer, b""
+        return self._event(rest) if rest else b""
+
+    def _windows(self) -> list[_Window]:
+        echo = _echo_window(self._scrubber)
+        return ([echo] if echo else []) + _pattern_windows(self._redactor, self._found)
+
+    def _event(self, raw: bytes) -> bytes:
+        new = self._event_fields(raw)
+        for pattern in self._redactor.rules.patterns:
+            text = new.decode("utf-8", "surrogateescape")
+            for match in pattern.finditer(text):
+                secret = match.group(1) if pattern.groups else match.group(0)
+                if secret:
+                    self._found.add(secret)
+        if len(self._found.placeholders) != self._known:
+            self._known = len(self._found.placeholders)
+            self._scrubber = _Scrubber(self._found)
+        new = self._scrubber.bytes(new)
+        if new != raw:
+            self.changed = True
+        return new
+
+    def _event_fields(self, raw: bytes) -> bytes:
+        """The event with secret JSON fields of its data replaced (unchanged if it holds none)."""
+        rules = self._redactor.rules
+        if not (rules.fields or rules.json_paths):
+            return raw
+        lines = raw.splitlines(keepends=True)
+        data_at = [n for n, line in enumerate(lines) if line.startswith(b"data:")]
+        if not data_at:
+            return raw
+        values = []
+        for n in data_at:
+            value = lines[n][5:].rstrip(b"\r\n")
+            values.append(value[1:] if value.startswith(b" ") else value)
+        data = b"\n".join(values)
+        if data.lstrip()[:1] not in (b"{", b"[") or not (
+            rules.json_paths or _may_hold_field(data, rules.field_stems)
+        ):
+            return raw
+        try:
+            document = json.loads(data)
+        except (ValueError, RecursionError):
+            return raw
+        secrets: list[Any] = [
+            value for key, value in _walk_json(document) if key and rules.field_is_secret(key)
+        ]
+        for path in rules.json_paths:
+            secrets.extend(_select_json(document, path))
+        targets = {
+            json.dumps(v)
+            for v in secrets
+            if (isinstance(v, str) and v and not PLACEHOLDER_PATTERN.fullmatch(v))
+            or (isinstance(v, int | float) and not isinstance(v, bool))
+        }
+        if not targets:
+            return raw
+
+        def visit(node: Any, key: str | None = None) -> Any:
+            if isinstance(node, dict):
+                return {k: visit(v, str(k)) for k, v in node.items()}
+            if isinstance(node, list):
+                return [visit(v) for v in node]
+            if isinstance(node, str | int | float) and not isinstance(node, bool):
+                text = json.dumps(node)
+                if text in targets:
+                    return self._found.add(node if isinstance(node, str) else text)
+            return node
+
+        compact = b": " not in data and b", " not in data
+        rewritten = json.dumps(
+            visit(document),
+            ensure_ascii=False,
+            separators=(",", ":") if compact else None,
+        ).encode("utf-8")
+        ending = lines[data_at[0]][len(lines[data_at[0]].rstrip(b"\r\n")) :] or b"\n"
+        new_data = [b"data: " + line + ending for line in rewritten.split(b"\n")]
+        kept = [line for n, line in enumerate(lines) if n not in set(data_at[1:])]
+        first = kept.index(lines[data_at[0]])
+        return b"".join(kept[:first] + new_data + kept[first + 1 :])
+
+
+def stream_redaction(redactor: Redactor, interaction: Interaction, place: str) -> StreamRedaction:
+    """How to redact the streamed body of ``place`` ("request" or "response") as it passes.
+
+    ``interaction`` holds what is known when the stream starts: the request's
+    headers, query and body (unless it is the stream), the response's headers.
+    Its secrets (``secrets_found``) are what is scrubbed from every piece.
+    """
+    where = f"{place}.body"
+    message = interaction.request if place == "request" else interaction.response
+    if message is None:
+        return _Passthrough(where)
+    found = _Found(redactor)
+    found.placeholders.update(secrets_found(redactor, interaction))
+    scrubber = _Scrubber(found)
+    rules = redactor.rules
+    content_type = (header_values(message.headers, "content-type") or [""])[0].lower()
+    media = content_type.split(";")[0].strip()
+    codings = parse_codings(",".join(header_values(message.headers, "content-encoding")))
+    body_rules = bool(rules.fields or rules.json_paths or rules.patterns)
+    if codings:
+        if scrubber._pattern is None and not body_rules:
+            return _Passthrough(where)
+        return _Passthrough(
+            where,
+            f"{', '.join(codings)}-encoded: a compressed stream is not scrubbed piece by piece",
+        )
+    if media == "text/event-stream":
+        return _EventRedaction(where, redactor, found)
+    windows = _pattern_windows(redactor, found)
+    echo = _echo_window(scrubber)
+    if echo is not None:
+        windows.insert(0, echo)
+    kind = "json" if "json" in media else "form" if media == _FORM_TYPE else "other"
+    if kind == "json" and rules.json_paths:
+        return _WindowedRedaction(
+            where, windows, not_scrubbed=f"{media}: JSON path rules need the whole body parsed"
+        )
+    if kind != "other" and rules.fields:
+        return _WindowedRedaction(
+            where,
+            windows,
+            rules.field_stems,
+            f"{media}: it names a field a rule redacts, which needs the whole body parsed",
+        )
+    if not windows:
+        return _Passthrough(where)
+    return _WindowedRedaction(where, windows)
