@@ -6,6 +6,11 @@ in a cassette: bearer credentials, JWTs, AWS access keys, private key
 blocks, GitHub, Slack, Stripe and Google API keys, and long high-entropy
 strings in headers and query values. Placeholders (``REDACTED-...``) are
 what redaction leaves and never count.
+
+A body too large to hold (``StoredBody``) is scanned piece by piece from the
+cassette file, with an overlap so a secret across two pieces is still seen.
+A streamed body the recorder could not scrub (``body_not_scrubbed``: a rule
+needed the whole body parsed) is reported as such, whatever the scan finds.
 """
 
 from __future__ import annotations
@@ -19,10 +24,14 @@ from dataclasses import dataclass
 
 from baton.cassettes.content_coding import decode_body
 from baton.cassettes.errors import ContentCodingError
-from baton.cassettes.model import Headers, Interaction, header_values
+from baton.cassettes.model import Headers, Interaction, StoredBody, header_values
 from baton.cassettes.redaction import PLACEHOLDER_PATTERN
 
-__all__ = ["Finding", "scan_interaction"]
+__all__ = ["NOT_SCRUBBED", "Finding", "scan_interaction"]
+
+NOT_SCRUBBED = "body not scrubbed"
+"""The kind of finding for a streamed body written unscrubbed (its tag says why)."""
+_OVERLAP = 4096
 
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("private key", re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")),
@@ -109,6 +118,15 @@ def _text(body: bytes | None, headers: Headers) -> str:
     return body.decode("utf-8", "replace")
 
 
+def _stored_texts(stored: StoredBody) -> Iterator[str]:
+    """A stored body as text windows that overlap, read a piece at a time."""
+    tail = b""
+    for chunk in stored.chunks():
+        window = tail + chunk.data
+        yield window.decode("utf-8", "replace")
+        tail = window[-_OVERLAP:]
+
+
 def _scan_text(number: int, location: str, text: str, out: list[Finding]) -> None:
     clean = PLACEHOLDER_PATTERN.sub("", text)
     for kind, pattern in _PATTERNS:
@@ -123,10 +141,10 @@ def scan_interaction(
     out: list[Finding] = []
     request, response = interaction.request, interaction.response
     _scan_text(number, "request.url", request.url, out)
-    messages = [("request", request.headers, request.body)]
+    messages = [("request", request.headers, request.body, request.stored)]
     if response is not None:
-        messages.append(("response", response.headers, response.body))
-    for side, headers, body in messages:
+        messages.append(("response", response.headers, response.body, response.stored))
+    for side, headers, body, stored in messages:
         for name, value in headers:
             location = f"{side}.header.{name.lower()}"
             _scan_text(number, location, value, out)
@@ -140,7 +158,14 @@ def scan_interaction(
             if entropy and name.lower() not in _QUIET_HEADERS:
                 for token in _high_entropy(PLACEHOLDER_PATTERN.sub("", value)):
                     out.append(Finding(number, location, "high-entropy token", _masked(token)))
-        _scan_text(number, f"{side}.body", _text(body, headers), out)
+        if stored is not None:
+            for text in _stored_texts(stored):
+                _scan_text(number, f"{side}.body", text, out)
+        else:
+            _scan_text(number, f"{side}.body", _text(body, headers), out)
+    for note in interaction.tags.get("body_not_scrubbed") or ():
+        where, _, reason = str(note).partition(": ")
+        out.append(Finding(number, where, NOT_SCRUBBED, reason or "no reason recorded"))
     if entropy:
         for name, value in request.query:
             for token in _high_entropy(PLACEHOLDER_PATTERN.sub("", value)):

@@ -30,6 +30,7 @@ from baton.proxy.redaction_options import (
     declare_redaction_options,
     redactor_from_options,
 )
+from baton.proxy.stream_recording import StreamRecorder, parse_size
 from baton.proxy.websocket_recording import ConversationRecorder
 
 __all__ = ["Recorder"]
@@ -47,6 +48,8 @@ class Recorder:
         self._redactor: Redactor | None = None
         self._conversations = ConversationRecorder()
         """WebSocket conversations being recorded (proxy/websocket_recording.py)."""
+        self._streams = StreamRecorder()
+        """Bodies recorded as they pass: events, chunked, large (proxy/stream_recording.py)."""
         self.recorded = 0
         """Interactions written."""
         self.failed = 0
@@ -69,8 +72,20 @@ class Recorder:
         )
         add("baton_only_hosts", Sequence[str], [], "Record only hosts matching these globs.")
         add("baton_only_paths", Sequence[str], [], "Record only paths matching these globs.")
+        add(
+            "baton_stream_threshold",
+            str,
+            "16MiB",
+            "Bodies longer than this are streamed to the cassette in pieces, never held whole; "
+            "server-sent events and bodies without a length always are.",
+        )
 
     def configure(self, updated: set[str]) -> None:
+        if "baton_stream_threshold" in updated:
+            try:
+                self._streams.threshold = parse_size(ctx.options.baton_stream_threshold)
+            except ValueError as exc:
+                raise exceptions.OptionsError(f"baton_stream_threshold: {exc}") from exc
         if not updated.intersection(_OPTIONS):
             return
         self._close()
@@ -101,6 +116,27 @@ class Recorder:
         paths = ctx.options.baton_only_paths
         path = flow.request.path.split("?", 1)[0]
         return not paths or any(fnmatch.fnmatchcase(path, p) for p in paths)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        self._stream_if_needed(flow, request=True)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self._stream_if_needed(flow, request=False)
+
+    def _stream_if_needed(self, flow: http.HTTPFlow, *, request: bool) -> None:
+        """Let a streamed body pass unbuffered, recording it piece by piece if it is selected."""
+        if self._writer is None:
+            return
+        if not self._selected(flow):
+            self._streams.pass_through(flow, request=request)
+            return
+        try:
+            if request:
+                self._streams.request_headers(flow, self._writer, self._redactor)
+            else:
+                self._streams.response_headers(flow, self._writer, self._redactor)
+        except Exception as exc:  # fail open: the body is buffered and recorded as before
+            logger.error("baton: cannot stream %s: %s", flow.request.pretty_url, exc)
 
     async def response(self, flow: http.HTTPFlow) -> None:
         if flow.websocket is not None:
@@ -143,9 +179,10 @@ class Recorder:
             self.recorded += 1
 
     async def error(self, flow: http.HTTPFlow) -> None:
-        # Only exchanges that never got a response; an error after the
-        # response (a client gone mid-body) was recorded by `response`.
-        if flow.response is None:
+        # Exchanges that never got a response, and streams that broke off (their
+        # parts are on disk: close them); an error after a buffered response (a
+        # client gone mid-body) was recorded by `response`.
+        if flow.response is None or self._streams.recording(flow):
             await self._record(flow)
 
     async def _record(self, flow: http.HTTPFlow) -> None:
@@ -156,7 +193,10 @@ class Recorder:
             self.skipped += 1
             return
         try:
-            await writer.append_async(interaction_from_flow(flow))
+            if self._streams.recording(flow):
+                await self._streams.finish(flow, self._redactor, writer)
+            else:
+                await writer.append_async(interaction_from_flow(flow))
         except Exception as exc:  # fail open: the proxied traffic must go on
             self.failed += 1
             logger.error(
@@ -180,6 +220,10 @@ class Recorder:
                 except Exception as exc:
                     self.failed += 1
                     logger.error("baton: could not record %s: %s", interaction.request.url, exc)
+            # Streams still passing likewise: their parts are on disk, close them with what passed.
+            recorded, failed = self._streams.close(self._redactor, self._writer)
+            self.recorded += recorded
+            self.failed += failed
             self._writer.close()
             self.discarded = self._writer.discarded
             self._writer = None

@@ -139,7 +139,7 @@ def shop_app(version: int) -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("app", choices=["httpbin", "echo", "shop-v1", "shop-v2"])
+    parser.add_argument("app", choices=["httpbin", "echo", "shop-v1", "shop-v2", "streams"])
     parser.add_argument("fd", type=int)
     parser.add_argument("--cert")
     parser.add_argument("--key")
@@ -161,6 +161,10 @@ def main() -> None:
         from httpbin import app as httpbin_app
 
         asyncio.run(serve(httpbin_app, config, mode="wsgi"))
+    elif args.app == "streams":
+        from tests.stream_apps import app as streams_app
+
+        asyncio.run(serve(streams_app, config, mode="asgi"))
     elif args.app.startswith("shop-v"):
         asyncio.run(serve(shop_app(int(args.app[-1])), config, mode="asgi"))
     else:

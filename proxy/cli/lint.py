@@ -29,24 +29,37 @@ def lint(cassettes: tuple[Path, ...], no_entropy: bool) -> None:
         hooks:
           - {id: baton-lint, name: baton lint, entry: baton lint, language: system, files: '\\.cassette$'}
     """
-    from baton.cassettes.leak_scan import scan_interaction
+    from baton.cassettes.leak_scan import NOT_SCRUBBED, scan_interaction
 
     configure_logging(0, True)
     found = 0
+    unscrubbed = 0
     for path in cassettes:
         with user_errors(), CassetteReader(path, warn_torn=False) as reader:
             for number, interaction in enumerate(reader, 1):
                 for finding in scan_interaction(number, interaction, entropy=not no_entropy):
-                    found += 1
+                    if finding.kind == NOT_SCRUBBED:
+                        unscrubbed += 1
+                    else:
+                        found += 1
                     click.echo(
                         f"{path}: interaction {finding.interaction}: {finding.location}: "
                         f"{finding.kind}: {finding.excerpt}"
                     )
+    if unscrubbed:
+        click.echo(
+            f"baton: {plural(unscrubbed, 'streamed body', 'streamed bodies')} written unscrubbed "
+            "(a redaction rule needed the whole body); check them, or re-record without the "
+            "stream (a larger --stream-threshold) or with rules that apply piece by piece "
+            "(docs/security.md)",
+            err=True,
+        )
     if found:
         click.echo(
             f"baton: {plural(found, 'likely secret')}; add redaction rules and re-record, "
             "or re-import with --redact-...",
             err=True,
         )
+    if found or unscrubbed:
         sys.exit(1)
     click.echo(f"baton: no likely secrets in {plural(len(cassettes), 'cassette')}", err=True)

@@ -48,6 +48,15 @@ __all__ = ["record"]
     show_default=True,
     help="fsync after every interaction, on close, or never.",
 )
+@click.option(
+    "--stream-threshold",
+    default="16MiB",
+    show_default=True,
+    metavar="SIZE",
+    callback=lambda ctx, param, value: _size(value),
+    help="Bodies longer than this (e.g. 16MB, 512KB, 1GB) pass through and are written in "
+    "pieces, never held whole; server-sent events and bodies without a length always are.",
+)
 @mitmproxy_options("Any mitmproxy option, as with mitmdump --set.")
 def record(
     cassette: Path,
@@ -58,6 +67,7 @@ def record(
     only_host: tuple[str, ...],
     only_path: tuple[str, ...],
     fsync: str,
+    stream_threshold: str,
     extra: tuple[str, ...],
     verbose: int,
     quiet: bool,
@@ -88,6 +98,7 @@ def record(
             "baton_only_hosts": list(only_host),
             "baton_only_paths": list(only_path),
             "baton_fsync": fsync,
+            "baton_stream_threshold": stream_threshold,
             # Last, so the writer opens once, with every rule in place.
             "baton_cassette": str(cassette),
         },
@@ -104,6 +115,17 @@ def record(
     status.summary()
     if recorder.failed:
         sys.exit(1)
+
+
+def _size(value: str) -> str:
+    """``--stream-threshold`` checked here, so a bad size is one line and exit 2."""
+    from baton.proxy.stream_recording import parse_size
+
+    try:
+        parse_size(value)
+    except ValueError as exc:
+        raise InputError(f"--stream-threshold: {exc}") from exc
+    return value
 
 
 def _connection_strategy(modes: tuple[str, ...]) -> dict[str, object]:
