@@ -12,7 +12,7 @@ import pytest
 from baton.cassettes import read_cassette
 from baton.cassettes.model import WebSocketMessage
 from tests.processes import BatonProcess, TLSFiles, Upstream, run_baton, trusting
-from tests.websocket_parts import SCRIPT, converse, start_websocket_server, ws_url
+from tests.websocket_parts import converse, start_websocket_server, ws_url
 
 pytestmark = pytest.mark.slow
 
