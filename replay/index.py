@@ -198,11 +198,16 @@ class Index:
 
     def peek_duration(self, request: Request) -> float | None:
         """The recorded ``duration_ms`` of the answer ``lookup`` would give next, without using it."""
+        upcoming = self.peek(request)
+        return None if upcoming is None else upcoming.duration_ms
+
+    def peek(self, request: Request) -> Interaction | None:
+        """The interaction ``lookup`` would answer with next, without using it (None: no queue)."""
         queue = self._queues.get(match_key(request, self.config))
         if queue is None:
             return None
         position = min(queue.cursor, len(queue.numbers) - 1)
-        return self.interactions[queue.numbers[position]].duration_ms
+        return self.interactions[queue.numbers[position]]
 
     def _hit(self, number: int, *, repeated: bool) -> Hit:
         self.hits += 1

@@ -8,7 +8,9 @@ makes the key mean what a person means by "the same request":
 * the query is a multiset: order-free, repeats kept;
 * a JSON body is parsed and re-serialised with sorted keys, so key order and
   whitespace do not matter; a form body's fields are sorted; any other body
-  counts by its SHA-256;
+  counts by its SHA-256, and so does any body above 16 MiB, as on the wire
+  (a recorded body that large stays in the cassette file, and its key is the
+  digest the reader already has: loading never reads it);
 * volatile parts the user names (``--ignore-query``, ``--ignore-field``)
   are dropped;
 * secrets are compared the way they were recorded. A redacted value in the
@@ -175,12 +177,21 @@ def _content_type(request: Request) -> str:
     return values[0].lower() if values else ""
 
 
+LARGE_BODY = 16 << 20
+"""A body above this size counts by its SHA-256 as on the wire, unparsed: a recorded body this
+large stays in the cassette file (``StoredBody``), and its key must come without reading it."""
+
+
 def _body(request: Request, config: MatchConfig) -> KeyPart:
     body = request.body
     if body is None:
+        if request.stored is not None:
+            return ("sha256", request.stored.sha256)
         return ("not-captured",)
     if not body:
         return ("empty",)
+    if len(body) > LARGE_BODY:
+        return ("sha256", hashlib.sha256(body).hexdigest())
     encoding = header_values(request.headers, "content-encoding")
     if encoding:
         with contextlib.suppress(ContentCodingError):

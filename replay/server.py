@@ -13,6 +13,11 @@ recorded order, body as recorded. Only framing is adjusted where HTTP/1.1
 needs it: a body recorded from a chunked response is sent as one chunk (the
 ``Transfer-Encoding`` header stays as recorded), and a response recorded
 without any length (HTTP/2, or close-delimited) gets a ``Content-Length``.
+
+A response recorded as a stream keeps its pieces: each goes out as one chunk
+(``Transfer-Encoding: chunked`` is added where the recording had no length),
+and a body too large to hold, or any stream under ``--replay-latency``, is
+sent piece by piece by ``replay/streaming.py`` instead of from one block.
 """
 
 from __future__ import annotations
@@ -29,8 +34,15 @@ import httptools
 
 from baton.cassettes.model import Interaction, Request, Response, header_values
 from baton.replay.index import Hit, Index, Miss
+from baton.replay.streaming import StreamedAnswer, is_streamed, send_stream
 
-__all__ = ["ReplayServer", "miss_response", "serialize_response"]
+__all__ = [
+    "ROUTE_HEADER",
+    "ReplayServer",
+    "RoutedReplayServer",
+    "miss_response",
+    "serialize_response",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +70,10 @@ def serialize_response(response: Response, *, head_only: bool = False) -> bytes:
     chunked = any(
         "chunked" in value.lower() for value in header_values(response.headers, "transfer-encoding")
     )
-    if response.body is None:
+    streamed = response.chunks is not None or response.stored is not None
+    if streamed and response.stored is not None:
+        body = b""  # only the head is ever made from a stored body here
+    if response.body is None and response.stored is None:
         # Not captured at recording time: say so, and frame an empty body.
         headers = [
             (n, v) for n, v in headers if n.lower() not in ("content-length", "transfer-encoding")
@@ -66,15 +81,21 @@ def serialize_response(response: Response, *, head_only: bool = False) -> bytes:
         headers += [("Content-Length", "0"), ("X-Baton-Body-Not-Captured", "1")]
         chunked = False
     elif not chunked and "content-length" not in names and response.status not in _NO_BODY_STATUSES:
-        headers.append(("Content-Length", str(len(body))))
+        if streamed:
+            # Recorded without a length (HTTP/2, close-delimited): chunks keep its pieces.
+            headers.append(("Transfer-Encoding", "chunked"))
+            chunked = True
+        else:
+            headers.append(("Content-Length", str(len(body))))
     lines = [f"HTTP/1.1 {response.status} {_reason(response.status, response.reason)}"]
     lines += [f"{name}: {value}" for name, value in headers]
     head = _wire("\r\n".join(lines)) + b"\r\n\r\n"
     if head_only or response.status in _NO_BODY_STATUSES:
         return head
     if chunked:
-        framed = (b"%x\r\n" % len(body) + body + b"\r\n" if body else b"") + b"0\r\n\r\n"
-        return head + framed
+        pieces = [c.data for c in response.chunks] if response.chunks is not None else [body]
+        framed = [b"%x\r\n%b\r\n" % (len(piece), piece) for piece in pieces if piece]
+        return head + b"".join(framed) + b"0\r\n\r\n"
     return head + body
 
 
@@ -117,7 +138,8 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._queue: deque[_Parsed] = deque()
         self._worker: asyncio.Task[None] | None = None
-        self._upgrade: Request | None = None
+        self._paused = False
+        self._resumed: asyncio.Future[None] | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -129,13 +151,31 @@ class _Connection(asyncio.Protocol):
         if self._worker is not None:
             self._worker.cancel()
 
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._resumed is not None and not self._resumed.done():
+            self._resumed.set_result(None)
+
+    # replay.streaming.StreamSink, for answers sent piece by piece
+    def write(self, data: list[bytes]) -> None:
+        if self._transport is not None:
+            self._transport.writelines(data)
+
+    async def drain(self) -> None:
+        if self._paused:
+            self._resumed = asyncio.get_running_loop().create_future()
+            await self._resumed
+
+    def closing(self) -> bool:
+        return self._transport is None or self._transport.is_closing()
+
     def data_received(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            request, self._upgrade = self._upgrade, None
-            if request is not None and self._server.upgrade(self, request, data[exc.args[0] :]):
-                return
+        except httptools.HttpParserUpgrade:
             self._reply(b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\n\r\n", False)
         except httptools.HttpParserError:
             self._reply(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", False)
@@ -178,27 +218,48 @@ class _Connection(asyncio.Protocol):
             body=b"".join(self._body),
         )
         item = _Parsed(request, self._parser.should_keep_alive())
-        if self._parser.should_upgrade():
-            self._upgrade = request  # answered in data_received, with the bytes that follow it
-            return
-        if self._server.latency_scale is None and not self._queue:
+        if (
+            self._server.latency_scale is None
+            and not self._queue
+            and (self._worker is None or self._worker.done())
+        ):
             self._answer(item)
         else:
             self._queue.append(item)
             if self._worker is None or self._worker.done():
                 self._worker = asyncio.get_running_loop().create_task(self._drain())
 
-    async def _drain(self) -> None:
+    async def _drain(self, streaming: tuple[StreamedAnswer, bool] | None = None) -> None:
+        if streaming is not None:
+            await self._stream(*streaming)
         while self._queue:
             item = self._queue[0]
             delay = self._server.delay_for(item.request)
             if delay:
                 await asyncio.sleep(delay)
             self._queue.popleft()
-            self._answer(item)
+            answer = self._server.respond(item.request)
+            if type(answer) is bytes:
+                self._reply(answer, item.keep_alive)
+            else:
+                assert isinstance(answer, StreamedAnswer)
+                await self._stream(answer, item.keep_alive)
 
     def _answer(self, item: _Parsed) -> None:
-        self._reply(self._server.respond(item.request), item.keep_alive)
+        answer = self._server.respond(item.request)
+        if type(answer) is bytes:
+            self._reply(answer, item.keep_alive)
+            return
+        # Sent piece by piece: later requests on this connection wait their turn.
+        assert isinstance(answer, StreamedAnswer)
+        self._worker = asyncio.get_running_loop().create_task(
+            self._drain((answer, item.keep_alive))
+        )
+
+    async def _stream(self, answer: StreamedAnswer, keep_alive: bool) -> None:
+        complete = await send_stream(answer, self, latency_scale=self._server.latency_scale)
+        if (not complete or not keep_alive) and self._transport is not None:
+            self._transport.close()
 
     def _reply(self, data: bytes, keep_alive: bool) -> None:
         transport = self._transport
@@ -229,24 +290,41 @@ class ReplayServer:
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[_Connection] = set()
         # Serialised once, here: the hot path only looks up and writes.
-        self._responses: list[bytes | None] = [self._serialize(i) for i in index.interactions]
+        self._responses: list[bytes | StreamedAnswer | None] = [
+            self._serialize(i) for i in index.interactions
+        ]
         self._heads: dict[int, bytes] = {}
 
-    @staticmethod
-    def _serialize(interaction: Interaction) -> bytes:
+    def _serialize(self, interaction: Interaction) -> bytes | StreamedAnswer:
         if interaction.response is None:
             return error_response(interaction)
-        return serialize_response(interaction.response)
+        response = interaction.response
+        if is_streamed(interaction) and (response.stored is not None or self.latency_scale):
+            # Never read whole (a stored body), or sent at its recorded pace: piece by piece.
+            return StreamedAnswer.of(interaction, serialize_response(response, head_only=True))
+        return serialize_response(response)
 
-    def respond(self, request: Request) -> bytes:
-        """The bytes that answer ``request``: a recorded response, or the miss report."""
-        result = self.index.lookup(request)
+    def find(self, request: Request) -> Hit | Miss:
+        """The recorded interaction that answers ``request`` (every answer is looked up here)."""
+        return self.index.lookup(request)
+
+    def respond(self, request: Request) -> bytes | StreamedAnswer:
+        """What answers ``request``: a recorded response (bytes, or a stream), or the miss report."""
+        result = self.find(request)
         if isinstance(result, Miss):
             logger.warning("%s", result.report())
             return miss_response(result, self.miss_status)
-        return self._bytes_for(result, head_only=request.method == "HEAD")
+        return self._answer_for(result, head_only=request.method == "HEAD")
 
     def _bytes_for(self, hit: Hit, *, head_only: bool) -> bytes:
+        """The answer as one block of bytes (a stream's pieces joined, a stored body's head only)."""
+        answer = self._answer_for(hit, head_only=head_only)
+        if not isinstance(answer, StreamedAnswer):
+            return answer
+        held = answer.response.chunks or ()
+        return answer.head + b"".join(b"".join(answer.frame(c.data)) for c in held) + answer.end
+
+    def _answer_for(self, hit: Hit, *, head_only: bool) -> bytes | StreamedAnswer:
         number = hit.number
         while number >= len(self._responses):
             self._responses.append(None)
@@ -262,19 +340,15 @@ class ReplayServer:
             self._responses[number] = data
         return data
 
-    def upgrade(self, connection: _Connection, request: Request, rest: bytes) -> bool:
-        """Take over a connection asking for a WebSocket (replay/websocket_replay.py); False else."""
-        from baton.replay.websocket_replay import accept_websocket
-
-        return accept_websocket(self, connection, request, rest)
-
     def delay_for(self, request: Request) -> float:
         """Seconds to wait before answering, under ``--replay-latency``."""
         if self.latency_scale is None:
             return 0.0
         # Peek without consuming: the real lookup happens when answering.
-        queue_hit = self.index.peek_duration(request)
-        return (queue_hit or 0.0) / 1000.0 * self.latency_scale
+        upcoming = self.index.peek(request)
+        if upcoming is None or is_streamed(upcoming):
+            return 0.0  # a stream keeps its own time, piece by piece
+        return (upcoming.duration_ms or 0.0) / 1000.0 * self.latency_scale
 
     async def start(self) -> tuple[str, int]:
         """Bind and start accepting; return the address actually bound."""
@@ -295,6 +369,29 @@ class ReplayServer:
                     connection._transport.close()
             await self._server.wait_closed()
             self._server = None
+
+
+ROUTE_HEADER = "X-Baton-Interaction"
+"""Names, by its number in the shared ``Index``, the interaction a routed request is answered with."""
+
+
+class RoutedReplayServer(ReplayServer):
+    """The replay server behind the mitmproxy path, for answers a mitmproxy hook cannot give.
+
+    mitmproxy cannot send pieces at their recorded times, nor a body larger
+    than memory, nor a WebSocket conversation, from its ``request`` hook. So
+    the ``Replayer`` matches the request itself (the queue position is used
+    once, there) and points the flow at this server on 127.0.0.1, naming the
+    interaction in ``ROUTE_HEADER``; this server sends exactly that one, as
+    the fast path would. A request without the header is a miss.
+    """
+
+    def find(self, request: Request) -> Hit | Miss:
+        named = header_values(request.headers, ROUTE_HEADER)
+        if named and named[0].isdigit() and int(named[0]) < len(self.index.interactions):
+            number = int(named[0])
+            return Hit(self.index.interactions[number], number)
+        return Miss(request, [], f"no {ROUTE_HEADER} header names the interaction for")
 
 
 def install_fast_loop() -> Any:
