@@ -138,6 +138,7 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._queue: deque[_Parsed] = deque()
         self._worker: asyncio.Task[None] | None = None
+        self._upgrade: Request | None = None
         self._paused = False
         self._resumed: asyncio.Future[None] | None = None
 
@@ -175,7 +176,10 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserUpgrade as exc:
+            request, self._upgrade = self._upgrade, None
+            if request is not None and self._server.upgrade(self, request, data[exc.args[0] :]):
+                return
             self._reply(b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\n\r\n", False)
         except httptools.HttpParserError:
             self._reply(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", False)
@@ -218,6 +222,9 @@ class _Connection(asyncio.Protocol):
             body=b"".join(self._body),
         )
         item = _Parsed(request, self._parser.should_keep_alive())
+        if self._parser.should_upgrade():
+            self._upgrade = request  # answered in data_received, with the bytes that follow it
+            return
         if (
             self._server.latency_scale is None
             and not self._queue
@@ -339,6 +346,12 @@ class ReplayServer:
             data = self._serialize(hit.interaction)
             self._responses[number] = data
         return data
+
+    def upgrade(self, connection: _Connection, request: Request, rest: bytes) -> bool:
+        """Take over a connection asking for a WebSocket (replay/websocket_replay.py); False else."""
+        from baton.replay.websocket_replay import accept_websocket
+
+        return accept_websocket(self, connection, request, rest)
 
     def delay_for(self, request: Request) -> float:
         """Seconds to wait before answering, under ``--replay-latency``."""
