@@ -467,7 +467,7 @@ def accept_websocket(
     transport = connection._transport
     if transport is None or not is_websocket_upgrade(request):
         return False
-    result = server.index.lookup(request)
+    result = server.find(request)  # the routed server: the interaction it was told
     if isinstance(result, Miss):
         from baton.replay.server import miss_response
 
