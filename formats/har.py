@@ -14,13 +14,18 @@ Import keeps what a cassette can hold and says what it could not:
   as 256 bytes, not as 384 bytes of their UTF-8 encoding;
 * entries with status 0 (failed in the browser) become interactions
   without a response, with the error;
-* ``_webSocketMessages`` go into the tags (``websocket_messages``);
+* ``_webSocketMessages`` (Chrome's: ``type`` send/receive, ``time`` in epoch
+  seconds, ``opcode`` 1 text / 2 binary, ``data`` — base64 for binary) become
+  the interaction's WebSocket conversation, each message's offset counted
+  from the entry's ``startedDateTime``; the close code and reason come from
+  ``_batonWebSocketClose`` when baton wrote the file (Chrome records none);
 * HTTP versions ``http/2.0``, ``HTTP/2``, ``h2``, ``h3`` and empty are normalised;
 * a UTF-8 byte-order mark and zlib compression (``.zhar``) are accepted.
 
 Export writes HAR 1.2 that devtools and ``mitmproxy -r`` open: bodies decoded
 for display as the spec wants, plus ``_batonRaw`` (the wire bytes, base64)
-so that a baton → HAR → baton round trip is exact.
+so that a baton → HAR → baton round trip is exact; a WebSocket conversation
+as Chrome's ``_webSocketMessages`` plus ``_batonWebSocketClose``.
 """
 
 from __future__ import annotations
@@ -36,7 +41,15 @@ from typing import Any
 
 from baton.cassettes.content_coding import decode_body
 from baton.cassettes.errors import ContentCodingError
-from baton.cassettes.model import Headers, Interaction, Request, Response, header_values
+from baton.cassettes.model import (
+    Headers,
+    Interaction,
+    Request,
+    Response,
+    WebSocketConversation,
+    WebSocketMessage,
+    header_values,
+)
 from baton.formats.imported import (
     ImportResult,
     Skipped,
@@ -181,13 +194,8 @@ def _entry(index: int, entry: Any, notes: list[str]) -> Interaction:
     raw: dict[str, Any] = entry["response"] if isinstance(entry.get("response"), dict) else {}
     status = raw.get("status", 0)
     tags: dict[str, Any] = {"imported_from": "har"}
-    messages = entry.get("_webSocketMessages")
-    if isinstance(messages, list):
-        tags["websocket_messages"] = [
-            {k: m.get(k) for k in ("type", "time", "opcode", "data")}
-            for m in messages
-            if isinstance(m, dict)
-        ]
+    started = _timestamp(entry.get("startedDateTime"))
+    websocket = _conversation_in(entry, started)
     baton = entry.get("_baton")
     if isinstance(baton, dict):
         tags.update(baton.get("tags") or {})
@@ -228,10 +236,43 @@ def _entry(index: int, entry: Any, notes: list[str]) -> Interaction:
         identity,
         request,
         response,
-        _timestamp(entry.get("startedDateTime")),
+        started,
         duration_ms,
         None,
         tags,
+        websocket,
+    )
+
+
+def _conversation_in(entry: dict[str, Any], started: float) -> WebSocketConversation | None:
+    """Chrome's ``_webSocketMessages`` (and baton's ``_batonWebSocketClose``) as a conversation."""
+    raw = entry.get("_webSocketMessages")
+    if not isinstance(raw, list):
+        return None
+    messages = []
+    for item in raw:
+        if not isinstance(item, dict) or item.get("type") not in ("send", "receive"):
+            continue  # Chrome also lists control frames under other types
+        opcode = item.get("opcode", 1)
+        if opcode not in (1, 2):
+            continue
+        text = str(item.get("data") or "")
+        data = text.encode("utf-8", "surrogateescape") if opcode == 1 else base64.b64decode(text)
+        when = item.get("time")
+        offset_ms = 0.0
+        if isinstance(when, int | float) and not isinstance(when, bool) and started:
+            offset_ms = max(0.0, round((float(when) - started) * 1000.0, 3))
+        messages.append(WebSocketMessage(item["type"] == "send", opcode == 1, data, offset_ms))
+    close = entry.get("_batonWebSocketClose")
+    if not isinstance(close, dict):
+        return WebSocketConversation(tuple(messages))
+    code = close.get("code")
+    by_client = close.get("closedByClient")
+    return WebSocketConversation(
+        tuple(messages),
+        code if isinstance(code, int) and not isinstance(code, bool) else None,
+        str(close.get("reason") or ""),
+        by_client if isinstance(by_client, bool) else None,
     )
 
 
@@ -334,10 +375,35 @@ def _entry_out(interaction: Interaction) -> dict[str, Any]:
             "tags": {k: v for k, v in interaction.tags.items() if k != "imported_from"},
         },
     }
-    messages = interaction.tags.get("websocket_messages")
-    if isinstance(messages, list):
-        entry["_webSocketMessages"] = messages
+    if interaction.websocket is not None:
+        entry["_webSocketMessages"] = _messages_out(interaction.websocket, interaction.recorded_at)
+        entry["_batonWebSocketClose"] = {
+            "code": interaction.websocket.close_code,
+            "reason": interaction.websocket.close_reason,
+            "closedByClient": interaction.websocket.closed_by_client,
+        }
+    elif isinstance(interaction.tags.get("websocket_messages"), list):
+        entry["_webSocketMessages"] = interaction.tags["websocket_messages"]  # an older import
     return entry
+
+
+def _messages_out(conversation: WebSocketConversation, started: float) -> list[dict[str, Any]]:
+    """The messages as Chrome writes them: send/receive, epoch seconds, opcode, text or base64."""
+    out = []
+    for message in conversation.messages:
+        if message.is_text:
+            data = message.data.decode("utf-8", "surrogateescape")
+        else:
+            data = base64.b64encode(message.data).decode("ascii")
+        out.append(
+            {
+                "type": "send" if message.from_client else "receive",
+                "time": round(started + message.offset_ms / 1000.0, 6),
+                "opcode": 1 if message.is_text else 2,
+                "data": data,
+            }
+        )
+    return out
 
 
 def export_har(interactions: Iterable[Interaction], creator_version: str = "") -> dict[str, Any]:

@@ -118,7 +118,10 @@ def test_corpus_details_that_matter() -> None:
     assert "HTTP/2.0" in versions and "HTTP/3" in versions
 
     websocket = import_file(CORPUS / "har/mitmproxy-websocket.har")[1].interactions
-    assert websocket[0].tags["websocket_messages"][0]["type"] in ("send", "receive")
+    assert websocket[0].websocket is not None  # Chrome's _webSocketMessages, in the model
+    first = websocket[0].websocket.messages[0]
+    assert (first.from_client, first.is_text) == (False, True)
+    assert first.data == b'{"error":"Unknown api key"}'
 
     old_yaml = import_file(CORPUS / "vcrpy/vcrpy-old_cassette.yaml")[1].interactions[0]
     assert old_yaml.request.header("user-agent").startswith("python-requests/2.2.1")
@@ -150,7 +153,12 @@ def test_corpus_details_that_matter() -> None:
     assert errors[1].response.status == 405
 
     ws_flows = import_file(CORPUS / "mitmproxy/websocket.mitm")[1].interactions
-    assert [len(i.tags["websocket_messages"]) for i in ws_flows] == [1, 1, 3]
+    assert [len(i.websocket.messages) for i in ws_flows] == [1, 1, 3]
+    assert [m.data for m in ws_flows[2].websocket.messages][1:] == [b"foo", b"bar"]
+    assert (ws_flows[1].websocket.close_code, ws_flows[1].websocket.closed_by_client) == (
+        1000,
+        False,
+    )
 
 
 def test_refusals_are_one_line_and_write_nothing(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from baton.cassettes import read_cassette
-from tests.processes import BatonProcess, start_baton
+from tests.processes import BatonProcess, run_baton, start_baton
 from tests.websocket_parts import SCRIPT, Transcript, converse, start_websocket_server, ws_url
 
 pytestmark = pytest.mark.slow
@@ -169,4 +169,16 @@ def test_a_handshake_nothing_matches_gets_the_near_miss_answer(
     response = refused.value.response
     assert response.status_code == 502 and response.headers["X-Baton-Miss"] == "1"
     assert b"GET /elsewhere" in response.body
+    assert server.stop() == 0
+
+
+def test_a_conversation_exported_to_har_and_imported_back_replays_the_same(
+    baton: Callable[..., BatonProcess], recording: Recording, tmp_path: Path
+) -> None:
+    har = tmp_path / "chat.har"
+    assert run_baton(["export", str(recording.cassette), "-o", str(har)]).returncode == 0
+    back = tmp_path / "back.cassette"
+    assert run_baton(["import", str(har), "-o", str(back)]).returncode == 0
+    server = baton("replay", str(back), "--listen-port", "0")
+    assert converse(ws_url(server.url)) == recording.live
     assert server.stop() == 0
