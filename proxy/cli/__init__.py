@@ -23,6 +23,7 @@ from baton.proxy.cli.configuration import (
     config_for_args,
     default_map,
 )
+from baton.proxy.cli.contract import contract
 from baton.proxy.cli.diff import diff
 from baton.proxy.cli.export import export
 from baton.proxy.cli.import_ import import_
@@ -41,6 +42,8 @@ class BatonGroup(click.Group):
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         apply_config_options(cmd)
+        for sub in cmd.commands.values() if isinstance(cmd, click.Group) else ():
+            apply_config_options(sub)
         super().add_command(cmd, name)
 
     def resolve_command(
@@ -106,6 +109,7 @@ for _command in (
     record,
     replay,
     diff,
+    contract,
     import_,
     export,
     textconv,

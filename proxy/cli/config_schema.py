@@ -329,6 +329,18 @@ _SPECIAL_TYPE_NAMES = {
 
 
 _SCHEMA: dict[str, dict[str, ConfigKey]] | None = None
+# Groups whose commands take no settings worth keeping in a file.
+_GROUPS_WITHOUT_SETTINGS = {"config"}
+
+
+def _leaf_commands(main: click.Group) -> list[tuple[str, click.Command]]:
+    """Each command by section name: ``record``, and ``contract.infer`` for a group's command."""
+    found: list[tuple[str, click.Command]] = []
+    for name, command in main.commands.items():
+        found.append((name, command))
+        if isinstance(command, click.Group) and name not in _GROUPS_WITHOUT_SETTINGS:
+            found += [(f"{name}.{sub}", c) for sub, c in command.commands.items()]
+    return found
 
 
 def config_schema() -> dict[str, dict[str, ConfigKey]]:
@@ -343,7 +355,7 @@ def config_schema() -> dict[str, dict[str, ConfigKey]]:
 
     schema: dict[str, dict[str, ConfigKey]] = {}
     shared: dict[str, ConfigKey] = {}
-    for command_name, command in sorted(main.commands.items()):
+    for command_name, command in sorted(_leaf_commands(main)):
         keys: dict[str, ConfigKey] = {}
         for param in command.params:
             if not isinstance(param, click.Option):

@@ -159,7 +159,18 @@ def _validate(table: Mapping[str, Any], config: Config, base: Path) -> dict[str,
     sections = sorted(name for name in schema if name)
     result: dict[str, dict[str, Any]] = {"": {}}
     for name, value in table.items():
-        if isinstance(value, dict) and name not in schema[""]:
+        if isinstance(value, dict) and name not in schema[""] and _is_group(name, schema):
+            # [tool.baton.contract.infer]: one section per command of a group.
+            for sub, sub_value in value.items():
+                section = f"{name}.{sub}"
+                if section not in schema or not isinstance(sub_value, dict):
+                    inner = sorted(s.split(".", 1)[1] for s in schema if s.startswith(name + "."))
+                    raise InputError(
+                        f"{_shown(path_of(config))}: unknown section [{_table(config, section)}]"
+                        f"{did_you_mean(sub, inner)}; {name} has: {', '.join(inner)}"
+                    )
+                result[section] = _validate_section(section, sub_value, config, base)
+        elif isinstance(value, dict) and name not in schema[""]:
             if name not in schema:
                 raise InputError(
                     f"{_shown(path_of(config))}: unknown section [{_table(config, name)}]"
@@ -169,6 +180,10 @@ def _validate(table: Mapping[str, Any], config: Config, base: Path) -> dict[str,
         else:
             result[""].update(_validate_section("", {name: value}, config, base))
     return result
+
+
+def _is_group(name: str, schema: Mapping[str, Any]) -> bool:
+    return any(section.startswith(name + ".") for section in schema)
 
 
 def _validate_section(
@@ -253,14 +268,17 @@ def default_map(config: Config) -> dict[str, dict[str, Any]]:
             if key.option is not None and key.option.name:
                 flags[key.option.name] = key.to_flag(value) if key.to_flag else value
         if flags:
-            defaults[section] = flags
+            # click looks a group's commands up inside the group's own default map.
+            group, _, command = section.rpartition(".")
+            holder = defaults.setdefault(group, {}) if group else defaults
+            holder[command] = flags
     return defaults
 
 
 def apply_config_options(command: click.Command) -> None:
     """Give ``command`` the ``--config`` and ``--no-config`` options every command takes."""
-    names = {p.name for p in command.params}
-    if "config" in names:
+    flags = {opt for p in command.params for opt in getattr(p, "opts", ())}
+    if "config" in {p.name for p in command.params} or "--config" in flags:
         return
     command.params.append(
         click.Option(
