@@ -10,6 +10,16 @@ instead and are appended to the cassette, redacted like any recording.
 With ``baton_replay_latency`` set, a hit waits its recorded ``duration_ms``
 (times the scale) before it is answered. The hook is ``async`` and sleeps on
 the event loop, so only that one exchange waits, never the proxy.
+
+Streams and WebSockets cannot be answered from the ``request`` hook: a
+response set there is sent whole, at once. For a hit whose interaction holds
+pieces (server-sent events, a chunked answer), a body left in the cassette
+file or a WebSocket conversation, the Replayer points the flow instead at
+baton's own replay server, started on 127.0.0.1 on first need in this
+process and sharing this Index, with ``X-Baton-Interaction`` naming the
+chosen interaction (its queue position is used once, here). mitmproxy then
+proxies that answer to the client as it comes — over TLS, HTTP/2, any mode —
+streaming the body (``responseheaders``) and relaying the WebSocket.
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ from baton.proxy.redaction_options import declare_redaction_options, redactor_fr
 from baton.replay.index import ExhaustedPolicy, Index, Miss
 from baton.replay.options import ReplayOptions
 from baton.replay.record_mode import RecordMode
+from baton.replay.server import ROUTE_HEADER, RoutedReplayServer
+from baton.replay.streaming import is_streamed
 
 __all__ = ["Replayer", "flow_response", "latency_scale"]
 
@@ -69,6 +81,11 @@ def flow_response(interaction: Interaction) -> http.Response:
     return response
 
 
+def needs_routing(interaction: Interaction) -> bool:
+    """True when the answer must come from the loopback server: pieces, a stored body, a WebSocket."""
+    return interaction.websocket is not None or is_streamed(interaction)
+
+
 def miss_flow_response(miss: Miss, status: int) -> http.Response:
     return http.Response.make(
         status,
@@ -104,6 +121,9 @@ class Replayer:
         """Scale of the recorded duration to wait before answering; None answers at once."""
         self.forwarded = 0
         self.recorded = 0
+        self._routed: RoutedReplayServer | None = None
+        """The loopback server that sends streams and WebSockets (started on first need)."""
+        self._routed_start: asyncio.Task[RoutedReplayServer] | None = None
 
     def load(self, loader: object) -> None:
         add = loader.add_option  # type: ignore[attr-defined]
@@ -147,6 +167,7 @@ class Replayer:
     def configure(self, updated: set[str]) -> None:
         if "baton_replay_latency" in updated:
             self.latency_scale = latency_scale(ctx.options.baton_replay_latency)
+            self._stop_routed()  # it paces streams by the old scale
         # The index is rebuilt (and its counts start over) only when what it holds changes.
         index_blind = {"baton_cassette", "baton_replay_latency"}
         if not any(name.startswith("baton_") and name not in index_blind for name in updated):
@@ -170,6 +191,7 @@ class Replayer:
                 self._mode = RecordMode.ALL
             replaying = [] if self._mode is RecordMode.ALL else paths
             self.index = options.load(replaying, address=ctx.options.baton_replay_address)
+            self._stop_routed()  # it serves the old index
             if self._mode is RecordMode.ALL and paths[0].exists():
                 backup = backup_path(paths[0])
                 paths[0].rename(backup)
@@ -204,10 +226,56 @@ class Replayer:
             logger.warning("%s", result.report())
             flow.response = miss_flow_response(result, ctx.options.baton_miss_status)
             return
+        if needs_routing(result.interaction):
+            await self._route(flow, result.number)
+            return
         flow.response = flow_response(result.interaction)
         recorded_ms = result.interaction.duration_ms
         if self.latency_scale and recorded_ms:
             await asyncio.sleep(recorded_ms / 1000.0 * self.latency_scale)
+
+    async def _route(self, flow: http.HTTPFlow, number: int) -> None:
+        """Send ``flow`` to the loopback replay server, naming interaction ``number``."""
+        server = await self._routed_server()
+        request = flow.request
+        request.scheme = "http"
+        request.host = server.host
+        request.port = server.port
+        request.headers[ROUTE_HEADER] = str(number)
+        flow.metadata["baton_routed"] = number
+        if flow.server_conn.via is not None:  # upstream mode: straight to the loopback
+            flow.server_conn.via = None
+
+    async def _routed_server(self) -> RoutedReplayServer:
+        if self._routed is not None:
+            return self._routed
+        if self._routed_start is None:
+            assert self.index is not None
+            server = RoutedReplayServer(
+                self.index,
+                host="127.0.0.1",
+                miss_status=ctx.options.baton_miss_status,
+                latency_scale=self.latency_scale,
+            )
+
+            async def start() -> RoutedReplayServer:
+                await server.start()
+                self._routed = server
+                return server
+
+            self._routed_start = asyncio.get_running_loop().create_task(start())
+        return await asyncio.shield(self._routed_start)
+
+    def _stop_routed(self) -> None:
+        routed, self._routed = self._routed, None
+        self._routed_start = None
+        if routed is not None:
+            routed.close_now()
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        # A routed answer is a stream: pass it to the client as it comes.
+        if flow.metadata.get("baton_routed") is not None and flow.response is not None:
+            flow.response.stream = True
 
     async def response(self, flow: http.HTTPFlow) -> None:
         if not flow.metadata.get("baton_forward") or self._writer is None:
@@ -223,6 +291,7 @@ class Replayer:
             self.index.add(stored)
 
     def done(self) -> None:
+        self._stop_routed()
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -373,6 +373,15 @@ class ReplayServer:
         self.host, self.port = sock.getsockname()[:2]
         return self.host, self.port
 
+    def close_now(self) -> None:
+        """Stop accepting and close open connections without waiting (from synchronous code)."""
+        if self._server is not None:
+            self._server.close()
+            for connection in list(self._connections):
+                if connection._transport is not None:
+                    connection._transport.close()
+            self._server = None
+
     async def close(self) -> None:
         """Stop accepting, close open connections."""
         if self._server is not None:

@@ -23,7 +23,14 @@ import httpx
 import pytest
 
 from baton.cassettes.reader import read_cassette
-from tests.processes import BatonProcess, Upstream, run_baton, start_upstream
+from tests.processes import (
+    BatonProcess,
+    TLSFiles,
+    Upstream,
+    run_baton,
+    start_upstream,
+    trusting,
+)
 from tests.stream_apps import pattern_sha256
 
 pytestmark = pytest.mark.slow
@@ -49,12 +56,15 @@ def peak_rss(pid: int) -> int:
 
 
 def sse_events(
-    url: str, on_event: Callable[[dict[str, str]], None] | None = None
+    url: str,
+    on_event: Callable[[dict[str, str]], None] | None = None,
+    *,
+    client: httpx.Client | None = None,
 ) -> list[dict[str, str]]:
     """The events of an SSE answer, parsed as they arrive (``on_event`` sees each at once)."""
     events: list[dict[str, str]] = []
     current: dict[str, str] = {}
-    with httpx.stream("GET", url, timeout=30, trust_env=False) as response:
+    with (client or httpx.Client(trust_env=False)).stream("GET", url, timeout=30) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
@@ -70,10 +80,10 @@ def sse_events(
     return events
 
 
-def download_sha256(url: str) -> tuple[int, str]:
+def download_sha256(url: str, *, client: httpx.Client | None = None) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
-    with httpx.stream("GET", url, timeout=120, trust_env=False) as response:
+    with (client or httpx.Client(trust_env=False)).stream("GET", url, timeout=120) as response:
         assert response.status_code == 200
         for piece in response.iter_raw(MiB):
             digest.update(piece)
@@ -339,3 +349,49 @@ def test_a_stream_still_passing_when_the_recorder_stops_is_kept_with_what_passed
     recorded = b"".join(chunk.data for chunk in interaction.response.chunks)
     assert recorded.startswith(b"id: 1\nevent: tick\n")
     assert recorded.count(b"\n\n") >= 3
+
+
+# -- the mitmproxy path --------------------------------------------------------------------
+
+
+def test_sse_and_a_stored_body_over_https_through_the_mitmproxy_path(
+    baton: Callable[..., BatonProcess], tls_files: TLSFiles, mitm_confdir: Path, tmp_path: Path
+) -> None:
+    upstream = start_upstream("streams", tls_files)
+    cassette = tmp_path / "https-streams.cassette"
+    size = 20 * MiB  # above the 16 MiB a reader holds: a stored body
+    url = upstream.url + "/events?count=10&gap_ms=50"
+    try:
+        recorder = baton(
+            "record", "-o", str(cassette), "--listen-port", "0",
+            "--set", f"ssl_verify_upstream_trusted_ca={tls_files.ca}",
+        )  # fmt: skip
+        ca = trusting(mitm_confdir / "mitmproxy-ca-cert.pem")  # made by the first mitmproxy
+        with httpx.Client(proxy=recorder.url, verify=ca, http2=True, trust_env=False) as client:
+            recorded_events = sse_events(url, client=client)
+            recorded_size = download_sha256(f"{upstream.url}/download?size={size}", client=client)
+        assert recorder.stop() == 0
+    finally:
+        upstream.stop()
+    assert recorded_size == (size, pattern_sha256(size))
+    events, stored = read_cassette(cassette)
+    assert events.response is not None and events.response.chunks is not None
+    assert stored.response is not None and stored.response.stored is not None
+
+    replayer = baton(
+        "replay", str(cassette), "--mode", "regular", "--listen-port", "0",
+        "--replay-latency", "1", "--set", f"confdir={mitm_confdir}",
+    )  # fmt: skip
+    arrivals: list[float] = []
+    with httpx.Client(proxy=replayer.url, verify=ca, http2=True, trust_env=False) as client:
+        replayed = sse_events(url, lambda _: arrivals.append(time.monotonic()), client=client)
+        replayed_size = download_sha256(f"{upstream.url}/download?size={size}", client=client)
+    assert replayer.stop() == 0
+    assert "2 hits, 0 misses" in replayer.output
+    assert replayed == recorded_events
+    assert replayed_size == (size, pattern_sha256(size))
+    # Paced through mitmproxy too: the events did not arrive in one block.
+    offsets = [chunk.offset_ms for chunk in events.response.chunks]
+    recorded_gap = statistics.median(b - a for a, b in itertools.pairwise(offsets))
+    replayed_gap = statistics.median((b - a) * 1000 for a, b in itertools.pairwise(arrivals))
+    assert abs(replayed_gap - recorded_gap) <= 0.2 * recorded_gap, (replayed_gap, recorded_gap)
