@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from baton.cassettes.reader import CassetteReader
-from baton.proxy.cli.errors import user_errors
+from baton.proxy.cli.errors import InputError, user_errors
+from baton.proxy.cli.export_pact import PactFlags, export_pact, pact_options
 from baton.proxy.cli.options import configure_logging
 
 __all__ = ["export"]
@@ -20,24 +21,32 @@ __all__ = ["export"]
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["har", "json"]),
+    type=click.Choice(["har", "json", "pact"]),
     default="har",
     show_default=True,
-    help="har: HAR 1.2 (devtools, mitmproxy -r); json: the cassette as JSON.",
+    help="har: HAR 1.2 (devtools, mitmproxy -r); json: the cassette as JSON; "
+    "pact: a Pact 3.0.0 file per consumer/provider pair.",
 )
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="File [default: stdout].",
+    type=click.Path(path_type=Path),
+    help="File [default: stdout]; for pact with several pairs, a folder.",
 )
-def export(cassette: Path, fmt: str, output: Path | None) -> None:
-    """Export CASSETTE as HAR 1.2 or JSON.
+@pact_options
+def export(cassette: Path, fmt: str, output: Path | None, pact: PactFlags) -> None:
+    """Export CASSETTE as HAR 1.2, JSON, or Pact files.
 
     \b
-    Example:
+    Examples:
       baton export api.cassette -o api.har
+      baton export catalog.cassette --format pact --consumer cart --provider catalog -o pacts/
     """
+    if fmt == "pact":
+        export_pact(cassette, output, pact)
+        return
+    if output is not None and output.is_dir():
+        raise InputError(f"{output}: is a folder; -o takes a file for --format {fmt}")
     from baton.cassettes.display import interaction_to_json
     from baton.formats.har import export_har
 
