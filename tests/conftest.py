@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.contract_services import orders_cassettes  # noqa: F401  (session fixture)
 from tests.processes import BatonProcess, TLSFiles, Upstream, start_baton, start_upstream
 
 pytest_plugins = ["pytester"]

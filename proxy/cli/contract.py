@@ -162,7 +162,10 @@ def infer(
         where = f" for host {host}" if host else ""
         raise InputError(f"no HTTP interactions{where} in {', '.join(map(str, cassettes))}")
     many = len(result.documents) > 1
-    folder = output is not None and (output.is_dir() or str(output).endswith("/"))
+    # A name without a document's suffix is a folder: click drops a trailing slash.
+    folder = output is not None and (
+        output.is_dir() or output.suffix.lower() not in (".yaml", ".yml", ".json")
+    )
     if many and not folder:
         raise InputError(
             f"{plural(len(result.documents), 'host')} recorded ({', '.join(result.documents)}); "

@@ -118,7 +118,8 @@ def export_pact(cassette: Path, output: Path | None, flags: PactFlags) -> None:
         result = export_pacts(list(reader), options)
     if not result.pacts:
         raise InputError(f"{cassette}: no HTTP interaction with a response to export")
-    folder = output is not None and (output.is_dir() or str(output).endswith("/"))
+    # A name that does not end in .json is a folder: click drops a trailing slash.
+    folder = output is not None and (output.is_dir() or output.suffix.lower() != ".json")
     if len(result.pacts) > 1 and not folder:
         pairs = ", ".join(f"{c} -> {p}" for c, p in result.pacts)
         raise InputError(
