@@ -88,6 +88,9 @@ NOISY_HEADERS = frozenset(
         "vary",
         "accept-ranges",
         "set-cookie",
+        # Made for each WebSocket connection: the key's token, the extensions the client offered.
+        "sec-websocket-accept",
+        "sec-websocket-extensions",
     }
 )
 """Headers that differ between two answers of the same build; never drift."""

@@ -361,6 +361,20 @@ async def _compare_one(
     outgoing, note = outgoing_request(request, supplied)
     if outgoing is None:
         return _outcome(number, interaction, "skipped", note=f"not re-sent: {note}")
+    if interaction.websocket is not None:  # the client's side played, the server's compared
+        from baton.replay.websocket_drift import compare_live
+
+        live = await compare_live(
+            interaction, outgoing, to_target, to_reference, rules, learn_noise
+        )
+        return _outcome(
+            number,
+            interaction,
+            live.outcome,
+            new_status=live.new_status,
+            changes=live.changes,
+            note="; ".join(n for n in (note, *live.notes) if n),
+        )
     fresh: Response | None = None
     error = None
     try:
@@ -430,6 +444,12 @@ def diff_cassettes(
             rules,
             error=fresh.error,
         )
+        if interaction.websocket is not None and fresh.websocket is not None:
+            from baton.replay.websocket_drift import compare_conversations
+
+            changes += compare_conversations(
+                interaction.websocket, fresh.websocket, endpoint, rules
+            )
         report.outcomes.append(
             _outcome(
                 number,

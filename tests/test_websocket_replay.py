@@ -11,11 +11,18 @@ import pytest
 
 from baton.cassettes import read_cassette
 from tests.processes import BatonProcess, run_baton, start_baton
-from tests.websocket_parts import SCRIPT, Transcript, converse, start_websocket_server, ws_url
+from tests.websocket_parts import (
+    SCRIPT,
+    SHORT_SCRIPT,
+    Transcript,
+    converse,
+    start_websocket_server,
+    ws_url,
+)
 
 pytestmark = pytest.mark.slow
 
-SHORT = (("text", "hello", 1), ("json", {"op": "push", "count": 2, "every_ms": 20}, 2))
+SHORT = SHORT_SCRIPT
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,12 @@ SCRIPT: tuple[Step, ...] = (
 """The conversation: after the unprompted welcome, an echo, three timed pushes, a binary echo,
 a JSON echo, then the server closes with 4000 "bye now"."""
 
+SHORT_SCRIPT: tuple[Step, ...] = (
+    ("text", "hello", 1),
+    ("json", {"op": "push", "count": 2, "every_ms": 20}, 2),
+)
+"""A conversation the client ends (with ``client_close``): an echo and two pushes."""
+
 
 def start_websocket_server(
     tls: TLSFiles | None = None, variant: str = "v1", timeout: float = 30.0

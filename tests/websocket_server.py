@@ -12,8 +12,9 @@ descriptor, as for ``upstream_apps.py``. One conversation, on any path:
 * a binary message comes back reversed, as binary;
 * ``close`` makes the server close with code 4000 and reason ``bye now``.
 
-``--variant changed`` is the same service with one difference: the second
-tick of a push says ``"n": 20``, for the drift tests.
+For the drift tests, ``--variant changed`` is the same service with one
+difference: the second tick of a push says ``"n": 20``; ``--variant fewer``
+never sends the last tick of a push.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def handler(variant: str) -> Any:
             except ValueError:
                 document = None
             if isinstance(document, dict) and document.get("op") == "push":
-                for n in range(1, int(document.get("count", 3)) + 1):
+                ticks = int(document.get("count", 3)) - (variant == "fewer")
+                for n in range(1, ticks + 1):
                     await asyncio.sleep(int(document.get("every_ms", 50)) / 1000)
                     shown = 20 if variant == "changed" and n == 2 else n
                     await ws.send(json.dumps({"type": "tick", "n": shown}))
@@ -67,7 +69,7 @@ def main() -> None:
     parser.add_argument("fd", type=int)
     parser.add_argument("--cert")
     parser.add_argument("--key")
-    parser.add_argument("--variant", default="v1", choices=["v1", "changed"])
+    parser.add_argument("--variant", default="v1", choices=["v1", "changed", "fewer"])
     args = parser.parse_args()
     context = None
     if args.cert:
