@@ -102,6 +102,23 @@ def test_noise_rules_apply_inside_messages(recorded: Path, changed_service: str)
     assert code == 0 and [c[1] for c in changes(report)] == ["noise", "noise"]
 
 
+def test_learned_noise_covers_a_field_that_changes_on_every_connection(recorded: Path) -> None:
+    server = start_websocket_server(variant="stamped")  # the welcome carries the time
+    try:
+        code, report, _ = diff(str(recorded), "--target", server.url, "--fail-on", "additive")
+        assert code == 1
+        assert {c[1:4] for c in changes(report)} == {
+            ("additive", "field_added", "message 1 body.at")
+        }
+        code, report, _ = diff(
+            str(recorded), "--target", server.url, "--fail-on", "additive", "--learn-noise"
+        )
+        assert code == 0
+        assert {c[1:4] for c in changes(report)} == {("noise", "field_added", "message 1 body.at")}
+    finally:
+        server.stop()
+
+
 def test_wss_targets_are_verified_and_compared(recorded: Path, tls_files: TLSFiles) -> None:
     server = start_websocket_server(tls_files, variant="changed")
     try:

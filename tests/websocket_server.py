@@ -14,7 +14,8 @@ descriptor, as for ``upstream_apps.py``. One conversation, on any path:
 
 For the drift tests, ``--variant changed`` is the same service with one
 difference: the second tick of a push says ``"n": 20``; ``--variant fewer``
-never sends the last tick of a push.
+never sends the last tick of a push; ``--variant stamped`` adds the time to
+its welcome, a field that differs on every connection.
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ import asyncio
 import json
 import socket
 import ssl
+import time
 from typing import Any
 
 
 def handler(variant: str) -> Any:
     async def chat(ws: Any) -> None:
-        await ws.send(json.dumps({"type": "welcome"}))
+        welcome: dict[str, Any] = {"type": "welcome"}
+        if variant == "stamped":
+            welcome["at"] = time.time()
+        await ws.send(json.dumps(welcome))
         count = 0
         async for message in ws:
             count += 1
@@ -69,7 +74,7 @@ def main() -> None:
     parser.add_argument("fd", type=int)
     parser.add_argument("--cert")
     parser.add_argument("--key")
-    parser.add_argument("--variant", default="v1", choices=["v1", "changed", "fewer"])
+    parser.add_argument("--variant", default="v1", choices=["v1", "changed", "fewer", "stamped"])
     args = parser.parse_args()
     context = None
     if args.cert:
