@@ -85,7 +85,12 @@ def _report_options(command: Any) -> Any:
         help="Write the report here instead of stdout.",
     )(command)
     return click.option(
-        "--format", "fmt", type=click.Choice(_REPORT_FORMATS), default="text", show_default=True
+        "--format",
+        "fmt",
+        type=click.Choice(_REPORT_FORMATS),
+        default="text",
+        show_default=True,
+        help="text, json, junit (CI) or markdown (a pull-request comment).",
     )(command)
 
 
@@ -297,3 +302,35 @@ def _spec_or_inferred(path: Path, host: str | None) -> dict[str, Any]:
             f"{path}: need one recorded host to infer from (found: {found}); use --host"
         )
     return next(iter(result.documents.values()))
+
+
+# -- the live check of `baton record --spec` and `baton replay --spec` ------------------
+
+
+def spec_option(command: Any) -> Any:
+    """``--spec``: check each exchange against an OpenAPI document as it passes."""
+    return click.option(
+        "--spec",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Check every exchange against this OpenAPI document as it passes: violations are "
+        "logged and counted, traffic is untouched.",
+    )(command)
+
+
+def live_checks(spec: Path | None) -> list[Any]:
+    """The addon that checks traffic against ``spec`` (none without one); a bad spec is exit 2."""
+    if spec is None:
+        return []
+    from baton.proxy.contract_addon import LiveContractCheck, load_checker
+
+    try:
+        return [LiveContractCheck(load_checker(spec))]
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def live_summary(checks: list[Any]) -> None:
+    """Print what the live check found, after the command's own summary."""
+    for check in checks:
+        for line in check.summary():
+            click.echo(line, err=True)

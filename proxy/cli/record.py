@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from baton.cassettes.writer import FsyncPolicy
+from baton.proxy.cli.contract import live_checks, live_summary, spec_option
 from baton.proxy.cli.errors import InputError
 from baton.proxy.cli.options import (
     RedactionFlags,
@@ -57,6 +58,7 @@ __all__ = ["record"]
     help="Bodies longer than this (e.g. 16MB, 512KB, 1GB) pass through and are written in "
     "pieces, never held whole; server-sent events and bodies without a length always are.",
 )
+@spec_option
 @mitmproxy_options("Any mitmproxy option, as with mitmdump --set.")
 def record(
     cassette: Path,
@@ -68,6 +70,7 @@ def record(
     only_path: tuple[str, ...],
     fsync: str,
     stream_threshold: str,
+    spec: Path | None,
     extra: tuple[str, ...],
     verbose: int,
     quiet: bool,
@@ -104,15 +107,17 @@ def record(
         },
     )
     recorder = Recorder()
+    checks = live_checks(spec)
     status = RecordingStatus(recorder, cassette, quiet=quiet)
     try:
-        asyncio.run(run_proxy(settings, [recorder], status.ready, status.tick))
+        asyncio.run(run_proxy(settings, [recorder, *checks], status.ready, status.tick))
     except ProxyStartupError as exc:
         raise InputError(str(exc)) from exc
     finally:
         recorder.done()
         status.stop()
     status.summary()
+    live_summary(checks)
     if recorder.failed:
         sys.exit(1)
 

@@ -143,6 +143,7 @@ def render_reference() -> str:
             ]
             lines.append("")
     lines += _config_keys()
+    from baton.proxy.contract_addon import LiveContractCheck
     from baton.proxy.recorder import Recorder
     from baton.proxy.replayer import Replayer
 
@@ -152,7 +153,7 @@ def render_reference() -> str:
         "| option | type | default | choices | meaning |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for addon in (Recorder(), Replayer()):
+    for addon in (Recorder(), Replayer(), LiveContractCheck()):
         log = _OptionLog()
         addon.load(log)
         for option, typespec, default, help_text, choices in log.options:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from baton.proxy.cli.contract import live_checks, live_summary, spec_option
 from baton.proxy.cli.errors import InputError, user_errors
 from baton.proxy.cli.options import (
     RedactionFlags,
@@ -77,6 +78,7 @@ __all__ = ["replay"]
 )
 @redaction_options
 @click.option("--fail-on-miss", is_flag=True, help="Exit 1 at the end if any request missed.")
+@spec_option
 @mitmproxy_options("Any mitmproxy option (implies the mitmproxy path).")
 def replay(
     cassettes: tuple[Path, ...],
@@ -94,6 +96,7 @@ def replay(
     replay_latency: float | None,
     redaction: RedactionFlags,
     fail_on_miss: bool,
+    spec: Path | None,
     extra: tuple[str, ...],
     verbose: int,
     quiet: bool,
@@ -130,7 +133,8 @@ def replay(
             raise InputError(f"{path}: no such file")
     replaying_only = mode is RecordMode.NONE or (mode is RecordMode.ONCE and cassettes[0].exists())
     reverse_plain = all(m == "reverse" or m.startswith("reverse:http://") for m in modes)
-    if replaying_only and reverse_plain and not extra:
+    # The live contract check is a mitmproxy addon: --spec takes the mitmproxy path.
+    if replaying_only and reverse_plain and not extra and spec is None:
         _replay_fast(
             cassettes, listen_host, listen_port, options, replay_latency, fail_on_miss, quiet
         )
@@ -145,6 +149,7 @@ def replay(
             fail_on_miss,
             extra,
             quiet,
+            live_checks(spec),
         )
 
 
@@ -227,6 +232,7 @@ def _replay_mitmproxy(
     fail_on_miss: bool,
     extra: tuple[str, ...],
     quiet: bool,
+    checks: list[object],
 ) -> None:
     from baton.proxy.replayer import Replayer
     from baton.proxy.running import ProxySettings, ProxyStartupError, run_proxy
@@ -262,12 +268,13 @@ def _replay_mitmproxy(
         status.start()
 
     try:
-        asyncio.run(run_proxy(settings, [replayer], ready, status.tick))
+        asyncio.run(run_proxy(settings, [replayer, *checks], ready, status.tick))
     except ProxyStartupError as exc:
         raise InputError(str(exc)) from exc
     finally:
         status.stop()
         replayer.done()
+    live_summary(checks)
     if replayer.index is not None:
         for line in replay_summary(replayer.index):
             click.echo(line, err=True)
