@@ -289,6 +289,8 @@ class WebSocketReplay(asyncio.Protocol):
         self._outbox: deque[tuple[float, WebSocketMessage | None]] = deque()
         self._sender: asyncio.Task[None] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self._batch: list[bytes] | None = None
+        """Bytes for the client while one read is handled: written together, one send."""
 
     # -- the start -----------------------------------------------------------
 
@@ -296,9 +298,10 @@ class WebSocketReplay(asyncio.Protocol):
         """Send the 101 and the opening; ``rest`` is what the client sent after its handshake."""
         if self._transport.is_closing():
             return
-        self._transport.write(self._head)
+        self._batch = [self._head]
         self._started = True
         self._play(self._turns[0])
+        self._flush()
         data = rest + b"".join(self._early)
         self._early.clear()
         if data:
@@ -310,6 +313,15 @@ class WebSocketReplay(asyncio.Protocol):
         if not self._started:
             self._early.append(data)
             return
+        # The answers to every message in this read go out in one write: a client
+        # sending many messages at once costs one system call, not one per answer.
+        self._batch = []
+        try:
+            self._handle(data)
+        finally:
+            self._flush()
+
+    def _handle(self, data: bytes) -> None:
         self._ws.receive_data(data)
         for event in self._ws.events():
             if isinstance(event, Message):
@@ -384,7 +396,7 @@ class WebSocketReplay(asyncio.Protocol):
             self._sender.cancel()
         if self._ws.state is ConnectionState.REMOTE_CLOSING:
             self._write(self._ws.send(event.response()))
-        self._transport.close()
+        self._hang_up()
 
     # -- server messages ---------------------------------------------------------
 
@@ -438,7 +450,7 @@ class WebSocketReplay(asyncio.Protocol):
             return  # recorded without a close: the client decides
         self._done = True
         if code == _ABNORMAL:
-            self._transport.close()  # the server dropped the connection without a close frame
+            self._hang_up()  # the server dropped the connection without a close frame
             return
         self._close(code, self._conversation.close_reason)
 
@@ -450,8 +462,19 @@ class WebSocketReplay(asyncio.Protocol):
         self._close_timer = loop.call_later(_CLOSE_WAIT_S, self._transport.close)
 
     def _write(self, data: bytes) -> None:
-        if data and not self._transport.is_closing():
+        if self._batch is not None:
+            self._batch.append(data)
+        elif data and not self._transport.is_closing():
             self._transport.write(data)
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch and not self._transport.is_closing():
+            self._transport.write(b"".join(batch))
+
+    def _hang_up(self) -> None:
+        self._flush()
+        self._transport.close()
 
 
 def accept_websocket(
