@@ -26,7 +26,8 @@ from typing import Any
 
 from baton.cassettes.content_coding import decode_body
 from baton.cassettes.errors import ContentCodingError
-from baton.cassettes.model import Headers, Interaction, WebSocketConversation
+from baton.cassettes.model import Headers, Interaction, Request, Response, WebSocketConversation
+from baton.cassettes.sse import is_event_stream, parse_events
 from baton.cassettes.wording import plural
 
 __all__ = [
@@ -213,20 +214,24 @@ def render_interaction(
         summary = f"  -> {outcome}  ({request.http_version})"
     else:
         summary = (
-            f"  -> {outcome}  ({_size(request.body)} sent, "
-            f"{_size(response.body) if response else '-'} received, {_duration(interaction)}, "
+            f"  -> {outcome}  ({_message_size(request)} sent, "
+            f"{_message_size(response) if response else '-'} received, {_duration(interaction)}, "
             f"{when}Z, {request.http_version}, id {interaction.id})"
         )
     lines = [f"#{number} {_paint(request.method, _BOLD, colour)} {request.url}", summary]
     if interaction.tags.get("redacted"):
         lines.append(f"  redacted: {', '.join(map(str, interaction.tags['redacted']))}")
+    for note in interaction.tags.get("body_not_scrubbed") or ():
+        lines.append(f"  body not scrubbed: {note}")
+    if interaction.tags.get("stream_unfinished"):
+        lines.append("  stream unfinished: the recorder stopped before the body ended")
     if headers:
         _block(lines, ">", request.headers, stable)
-    _body_lines(lines, request.body, request.headers, max_body, stable)
+    _message_body_lines(lines, request, max_body, stable)
     if response is not None:
         if headers:
             _block(lines, "<", response.headers, stable)
-        _body_lines(lines, response.body, response.headers, max_body, stable)
+        _message_body_lines(lines, response, max_body, stable)
         if response.trailers:
             _block(lines, "< trailer", response.trailers, stable)
     if interaction.websocket is not None:
@@ -285,8 +290,10 @@ def _status_matches(interaction: Interaction, wanted: str) -> bool:
 def render_summary_line(interaction: Interaction, number: int, *, colour: bool = False) -> str:
     """One line: number, method, URL, status, sizes sent and received, duration."""
     request, response = interaction.request, interaction.response
-    sent = "-" if request.body is None else _human_size(len(request.body))
-    received = "-" if response is None or response.body is None else _human_size(len(response.body))
+    sent_size = _body_size(request)
+    received_size = None if response is None else _body_size(response)
+    sent = "-" if sent_size is None else _human_size(sent_size)
+    received = "-" if received_size is None else _human_size(received_size)
     method = _paint(f"{request.method:<7}", _BOLD, colour)
     status = _status_text(interaction, colour, reason=False, width=5)
     line = f"#{number:<4} {method} {request.url}  {status} {sent} -> {received}  {_duration(interaction)}"
@@ -308,9 +315,9 @@ class SummaryTotals:
 
     def add(self, interaction: Interaction) -> None:
         self.shown += 1
-        self.sent += len(interaction.request.body or b"")
+        self.sent += _body_size(interaction.request) or 0
         response = interaction.response
-        self.received += len(response.body or b"") if response else 0
+        self.received += (_body_size(response) or 0) if response else 0
         if interaction.duration_ms is not None:
             self.duration_ms = (self.duration_ms or 0.0) + interaction.duration_ms
         self.statuses[str(response.status) if response else "error"] += 1
@@ -361,6 +368,7 @@ def interaction_to_json(interaction: Interaction) -> dict[str, Any]:
             "http_version": request.http_version,
             "headers": [list(pair) for pair in request.headers],
             **_json_body(request.body),
+            **_json_stream(request),
         },
         "response": None,
         "error": interaction.error,
@@ -375,6 +383,7 @@ def interaction_to_json(interaction: Interaction) -> dict[str, Any]:
             "http_version": response.http_version,
             "headers": [list(pair) for pair in response.headers],
             **_json_body(response.body),
+            **_json_stream(response),
             "trailers": None
             if response.trailers is None
             else [list(pair) for pair in response.trailers],
@@ -472,3 +481,100 @@ def _websocket_json(conversation: WebSocketConversation) -> dict[str, Any]:
         "close_reason": conversation.close_reason,
         "closed_by_client": conversation.closed_by_client,
     }
+
+
+# -- streamed bodies: pieces, server-sent events, bodies left in the cassette ---------------
+
+
+def _body_size(message: Request | Response) -> int | None:
+    """The body's size in bytes (a stored one's too), None when it was not captured."""
+    if message.stored is not None:
+        return message.stored.size
+    return None if message.body is None else len(message.body)
+
+
+def _message_size(message: Request | Response) -> str:
+    if message.stored is not None:
+        return f"{message.stored.size} B stored"
+    return _size(message.body)
+
+
+def _message_body_lines(
+    lines: list[str], message: Request | Response, max_body: int, stable: bool
+) -> None:
+    """The body as ``_body_lines`` shows it, or its events, or where it lies if it is stored.
+
+    ``stable`` (textconv) leaves out the pieces and their times: how a stream
+    was cut into pieces changes with every recording of the same content.
+    """
+    stored = message.stored
+    if stored is not None:
+        pieces = "" if stable else f" in {plural(len(stored.spans), 'piece')}"
+        lines.append(
+            f"  [stored in the cassette: {_human_size(stored.size)}{pieces}, "
+            f"sha256 {stored.sha256[:16]}…]"
+        )
+        return
+    chunks = message.chunks
+    if (
+        message.body is not None
+        and is_event_stream(message.headers)
+        and not _header(message.headers, "content-encoding")
+    ):
+        _event_lines(lines, message, max_body, stable)
+        return
+    if chunks is not None and not stable:
+        lines.append(f"  [streamed: {plural(len(chunks), 'piece')}{_over(message)}]")
+    _body_lines(lines, message.body, message.headers, max_body, stable)
+
+
+def _over(message: Request | Response) -> str:
+    chunks = message.chunks
+    if not chunks:
+        return ""
+    return f" from {chunks[0].offset_ms:.0f} to {chunks[-1].offset_ms:.0f} ms"
+
+
+def _event_lines(
+    lines: list[str], message: Request | Response, max_body: int, stable: bool
+) -> None:
+    if message.chunks is not None:
+        events = parse_events((c.offset_ms, c.data) for c in message.chunks)
+    else:
+        events = parse_events(message.body or b"")
+    summary = f"text/event-stream: {plural(len(events), 'event')}"
+    if message.chunks is not None and not stable:
+        summary += f" in {plural(len(message.chunks), 'piece')}{_over(message)}"
+    lines.append(f"  [{summary}]")
+    width = len(str(len(events)))
+    for number, event in enumerate(events, 1):
+        about = [f"id {event.id}"] if event.id is not None else []
+        about += [event.event] if event.event is not None else []
+        about += [f"retry {event.retry}"] if event.retry is not None else []
+        if event.offset_ms is not None and not stable:
+            about.append(f"at {event.offset_ms:.0f} ms")
+        if not event.complete:
+            about.append("unfinished")
+        data = event.data
+        if max_body and len(data) > max_body:
+            data = data[:max_body] + f"… ({len(data) - max_body} more characters)"
+        head = f"  event {number:>{width}}" + (f" ({', '.join(about)})" if about else "")
+        data_lines = data.split("\n")
+        lines.append(f"{head}: {data_lines[0]}")
+        lines.extend(f"  {'':>{width + 6}}  {line}" for line in data_lines[1:])
+
+
+def _json_stream(message: Request | Response) -> dict[str, Any]:
+    """How a streamed body came: its pieces' times and sizes, or where a stored one lies."""
+    if message.stored is not None:
+        return {
+            "body_captured": True,
+            "body_stored": {
+                "size": message.stored.size,
+                "sha256": message.stored.sha256,
+                "pieces": len(message.stored.spans),
+            },
+        }
+    if message.chunks is not None:
+        return {"pieces": [{"offset_ms": c.offset_ms, "size": len(c.data)} for c in message.chunks]}
+    return {}

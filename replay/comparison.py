@@ -41,6 +41,7 @@ __all__ = [
     "DriftClass",
     "NoiseRules",
     "compare_responses",
+    "decoded_body",
     "endpoint_of",
     "locations_that_differ",
 ]
@@ -244,6 +245,11 @@ def _decoded(response: Response) -> bytes:
     return body
 
 
+def decoded_body(response: Response) -> bytes:
+    """The body with its content-encoding undone (as recorded if it does not decode)."""
+    return _decoded(response)
+
+
 def _readable_path(deepdiff_path: str) -> str:
     # root['items'][0]['price'] -> body.items[0].price
     text = deepdiff_path[4:] if deepdiff_path.startswith("root") else deepdiff_path
@@ -322,6 +328,8 @@ def _compare_json(
 def _compare_bodies(
     old: Response, new: Response, ignore_order: bool
 ) -> list[tuple[DriftClass, str, str, Any, Any]]:
+    if old.stored is not None or new.stored is not None:
+        return _compare_digests(old, new)
     if old.body is None:
         return []  # not captured at recording time: nothing to compare against
     old_body, new_body = _decoded(old), _decoded(new)
@@ -364,6 +372,38 @@ def _compare_bodies(
             )
         ]
     return _compare_lines(old_text.splitlines(), new_text.splitlines())
+
+
+def _digest(response: Response) -> tuple[int, str]:
+    if response.stored is not None:
+        return response.stored.size, response.stored.sha256
+    body = response.body or b""
+    return len(body), hashlib.sha256(body).hexdigest()
+
+
+def _compare_digests(old: Response, new: Response) -> list[tuple[DriftClass, str, str, Any, Any]]:
+    """A body too large to hold (stored in its cassette) is compared by size and SHA-256 only."""
+    before, after = _digest(old), _digest(new)
+    if before == after:
+        return []
+    return [
+        (
+            DriftClass.VALUE,
+            "binary_changed",
+            "body",
+            f"{before[0]} bytes, sha256 {before[1][:12]}",
+            f"{after[0]} bytes, sha256 {after[1][:12]}",
+        )
+    ]
+
+
+def _event_changes(
+    old: Response, new: Response, endpoint: str, rules: NoiseRules
+) -> list[Change] | None:
+    """Server-sent events compared event by event (replay/sse.py); None unless both are events."""
+    from baton.replay.sse import compare_event_streams
+
+    return compare_event_streams(old, new, endpoint, rules)
 
 
 def _compare_lines(old: list[str], new: list[str]) -> list[tuple[DriftClass, str, str, Any, Any]]:
@@ -456,8 +496,10 @@ def locations_that_differ(
     """Every location where two answers differ: what ``--learn-noise`` marks as noise."""
     raw = _compare_status(first.status, second.status)
     raw += _compare_headers(first.headers, second.headers)
-    raw += _compare_bodies(first, second, ignore_order)
-    return {location for _, _, location, _, _ in raw}
+    events = _event_changes(first, second, "", NoiseRules(ignore_order=ignore_order))
+    if events is None:
+        raw += _compare_bodies(first, second, ignore_order)
+    return {location for _, _, location, _, _ in raw} | {c.location for c in events or ()}
 
 
 def compare_responses(
@@ -487,10 +529,15 @@ def compare_responses(
         ]
     raw = _compare_status(recorded.status, fresh.status)
     raw += _compare_headers(recorded.headers, fresh.headers)
+    events: list[Change] = []
     if not any(kind == "content_type_changed" for _, kind, _, _, _ in raw):
-        raw += _compare_bodies(recorded, fresh, rules.ignore_order)
+        found = _event_changes(recorded, fresh, endpoint, rules)
+        if found is None:
+            raw += _compare_bodies(recorded, fresh, rules.ignore_order)
+        else:
+            events = found
     changes = []
     for drift, kind, location, old, new in raw:
         rule = rules.rule_for(endpoint, location)
         changes.append(Change(DriftClass.NOISE if rule else drift, kind, location, old, new, rule))
-    return changes
+    return changes + events

@@ -8,7 +8,10 @@ connection is a pop from a list and the response is parsed by httptools,
 uvicorn's parser: the cost per request no longer grows with the pool.
 
 Bodies are returned as on the wire: content-encoding kept, chunked transfer
-encoding removed — the same form a cassette stores.
+encoding removed — the same form a cassette stores. Asked for a digest only
+(the recorded body was too large to hold), the body is hashed as it arrives
+and not kept: the ``Response`` then has a ``StoredBody`` naming only its size
+and SHA-256, no file and no pieces.
 
 HTTPS targets are verified like any client would (``tls_context``): the
 system store, which honours ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``; a CA
@@ -19,6 +22,7 @@ bundle of the user's own (``--ca-cert``) instead; or, when asked for
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import ssl
 from dataclasses import dataclass
@@ -26,7 +30,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from baton.cassettes.model import Headers, Response
+from baton.cassettes.model import Headers, Response, StoredBody
 
 __all__ = ["Outgoing", "ResendError", "Resender", "TLSConfigError", "tls_context"]
 
@@ -83,10 +87,12 @@ class Outgoing:
 class _Reply:
     """httptools callbacks collecting one response."""
 
-    def __init__(self, head_only: bool) -> None:
+    def __init__(self, head_only: bool, digest_only: bool = False) -> None:
         self.reason = b""
         self.headers: list[tuple[str, str]] = []
         self.chunks: list[bytes] = []
+        self.digest = hashlib.sha256() if digest_only else None
+        self.size = 0
         self.done = False
         self.headers_complete = False
         self._head_only = head_only
@@ -105,7 +111,11 @@ class _Reply:
             self.done = True
 
     def on_body(self, body: bytes) -> None:
-        self.chunks.append(body)
+        if self.digest is not None:
+            self.digest.update(body)
+            self.size += len(body)
+        else:
+            self.chunks.append(body)
 
     def on_message_complete(self) -> None:
         self.done = True
@@ -166,11 +176,11 @@ class Resender:
         return head + request.body
 
     async def _exchange(
-        self, connection: _Connection, data: bytes, head_only: bool
+        self, connection: _Connection, data: bytes, head_only: bool, digest_only: bool = False
     ) -> tuple[Response, bool]:
         connection.writer.write(data)
         await connection.writer.drain()
-        reply = _Reply(head_only)
+        reply = _Reply(head_only, digest_only)
         parser = httptools.HttpResponseParser(reply)
         while not reply.done:
             chunk = await connection.reader.read(1 << 16)
@@ -194,12 +204,18 @@ class Resender:
             reason=reply.reason.decode("latin-1"),
             http_version=f"HTTP/{parser.get_http_version()}",
             headers=tuple(reply.headers),
-            body=b"".join(reply.chunks),
+            body=None if reply.digest is not None else b"".join(reply.chunks),
+            stored=None
+            if reply.digest is None
+            else StoredBody("", (), reply.size, reply.digest.hexdigest()),
         )
         return response, parser.should_keep_alive() and not head_only
 
-    async def send(self, request: Outgoing) -> Response:
-        """Send ``request`` and return the answer; ``ResendError`` or ``TimeoutError`` if none."""
+    async def send(self, request: Outgoing, *, digest_only: bool = False) -> Response:
+        """Send ``request`` and return the answer; ``ResendError`` or ``TimeoutError`` if none.
+
+        ``digest_only``: keep only the body's size and SHA-256 (``Response.stored``).
+        """
         data = self._encode(request)
         head_only = request.method.upper() == "HEAD"
         async with self._slots:
@@ -210,7 +226,7 @@ class Resender:
                     if connection is None:
                         connection = await asyncio.wait_for(self._connect(), self.timeout)
                     response, keep = await asyncio.wait_for(
-                        self._exchange(connection, data, head_only), self.timeout
+                        self._exchange(connection, data, head_only, digest_only), self.timeout
                     )
                 except (OSError, ResendError, asyncio.IncompleteReadError) as exc:
                     if connection is not None:

@@ -6,6 +6,10 @@
            test can tell causally what the client had seen before the server sent an
            event; ``secret=1`` adds a token field
 /ack       ``stream=ID&n=N``: the client saying it has event N of stream ID
+
+With ``BATON_TEST_STREAMS_VARIANT=2`` in its environment the service is a "new
+build" whose events drifted: event 3's ``n`` is a string, event 5 is a ``tock``,
+and one event more comes at the end; a download's first byte differs.
 /download  ``size`` bytes of a fixed pattern (``pattern_sha256`` computes its digest),
            with a Content-Length, or chunked with ``chunked=1``; made as it is sent
 /upload    reads the request body as it comes and answers its size and SHA-256
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 
@@ -30,6 +35,7 @@ from starlette.routing import Route
 PIECE = 1 << 20
 _BLOCK = hashlib.sha256(b"baton").digest() * (PIECE // 32)
 _acknowledged: dict[str, list[int]] = {}
+VARIANT = os.environ.get("BATON_TEST_STREAMS_VARIANT", "1")
 
 
 def pattern(size: int) -> AsyncIterator[bytes]:
@@ -39,6 +45,8 @@ def pattern(size: int) -> AsyncIterator[bytes]:
         left = size
         while left > 0:
             piece = _BLOCK[: min(PIECE, left)]
+            if VARIANT == "2" and left == size:
+                piece = b"\x00" + piece[1:]
             left -= len(piece)
             yield piece
 
@@ -63,15 +71,20 @@ async def events(request: Request) -> StreamingResponse:
     stream_id = request.query_params.get("stream")
 
     async def stream() -> AsyncIterator[bytes]:
-        for number in range(1, count + 1):
+        for number in range(1, count + 1 + (VARIANT == "2")):
             if number > 1:
                 await asyncio.sleep(gap)
             data: dict[str, object] = {"n": number, "sent_at": time.time()}
+            name = "tick"
+            if VARIANT == "2" and number == 3:
+                data["n"] = "3"
+            if VARIANT == "2" and number == 5:
+                name = "tock"
             if stream_id:
                 data["client_had"] = list(_acknowledged.get(stream_id, []))
             if secret:
                 data["token"] = f"tok-live-{number:04d}-abcdef"
-            yield f"id: {number}\nevent: tick\ndata: {json.dumps(data)}\n\n".encode()
+            yield f"id: {number}\nevent: {name}\ndata: {json.dumps(data)}\n\n".encode()
 
     return StreamingResponse(
         stream(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
