@@ -34,9 +34,10 @@ from mitmproxy import ctx, exceptions, http
 from baton.cassettes.errors import CassetteError, RedactionError
 from baton.cassettes.model import Interaction
 from baton.cassettes.repair import backup_path
-from baton.cassettes.writer import CassetteWriter
+from baton.cassettes.writer import CassetteWriter, PartStream
 from baton.proxy.flows import interaction_from_flow, request_from_flow
 from baton.proxy.redaction_options import declare_redaction_options, redactor_from_options
+from baton.proxy.websocket_recording import ConversationRecorder
 from baton.replay.index import ExhaustedPolicy, Index, Miss
 from baton.replay.options import ReplayOptions
 from baton.replay.record_mode import RecordMode
@@ -124,6 +125,8 @@ class Replayer:
         self._routed: RoutedReplayServer | None = None
         """The loopback server that sends streams and WebSockets (started on first need)."""
         self._routed_start: asyncio.Task[RoutedReplayServer] | None = None
+        self._conversations = ConversationRecorder()
+        """Forwarded WebSocket conversations being recorded (new_episodes, all)."""
 
     def load(self, loader: object) -> None:
         add = loader.add_option  # type: ignore[attr-defined]
@@ -197,8 +200,7 @@ class Replayer:
                 paths[0].rename(backup)
                 logger.warning("baton: record mode all: the previous cassette is now %s", backup)
             if self._writer is not None:  # reconfigured: the old writer lets go of the file
-                self._writer.close()
-                self._writer = None
+                self._close_writer()
             if self._mode in (RecordMode.NEW_EPISODES, RecordMode.ALL):
                 self._writer = CassetteWriter(
                     paths[0],
@@ -280,9 +282,21 @@ class Replayer:
     async def response(self, flow: http.HTTPFlow) -> None:
         if not flow.metadata.get("baton_forward") or self._writer is None:
             return
+        if flow.websocket is not None:
+            return  # recorded with its messages at websocket_end, as the Recorder does
         self.forwarded += 1
+        await self._append(flow, interaction_from_flow(flow))
+
+    async def _append(
+        self,
+        flow: http.HTTPFlow,
+        interaction: Interaction,
+        streams: dict[str, PartStream] | None = None,
+    ) -> None:
+        if self._writer is None:
+            return
         try:
-            stored = await self._writer.append_async(interaction_from_flow(flow))
+            stored = await self._writer.append_async(interaction, streams)
         except Exception as exc:  # fail open, as the recorder does
             logger.error("baton: could not record %s: %s", flow.request.pretty_url, exc)
             return
@@ -290,8 +304,35 @@ class Replayer:
         if self.index is not None:
             self.index.add(stored)
 
+    # A forwarded WebSocket conversation (new_episodes, all): proxy/websocket_recording.py.
+    async def websocket_start(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get("baton_forward") and self._writer is not None:
+            try:
+                self._conversations.start(flow, self._writer, redactor_from_options(ctx.options))
+            except Exception as exc:  # fail open
+                logger.error("baton: could not record %s: %s", flow.request.pretty_url, exc)
+
+    async def websocket_message(self, flow: http.HTTPFlow) -> None:
+        await self._conversations.message(flow)
+
+    async def websocket_end(self, flow: http.HTTPFlow) -> None:
+        closing = self._conversations.finish(flow)
+        if closing is not None:
+            self.forwarded += 1
+            await self._append(flow, *closing)
+
+    def _close_writer(self) -> None:
+        assert self._writer is not None
+        for interaction, streams in self._conversations.unfinished():
+            try:
+                self._writer.append(interaction, streams)
+                self.recorded += 1
+            except Exception as exc:
+                logger.error("baton: could not record %s: %s", interaction.request.url, exc)
+        self._writer.close()
+        self._writer = None
+
     def done(self) -> None:
         self._stop_routed()
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            self._close_writer()

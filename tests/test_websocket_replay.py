@@ -189,3 +189,25 @@ def test_a_conversation_exported_to_har_and_imported_back_replays_the_same(
     server = baton("replay", str(back), "--listen-port", "0")
     assert converse(ws_url(server.url)) == recording.live
     assert server.stop() == 0
+
+
+def test_record_mode_once_records_the_conversation_then_replays_it(
+    baton: Callable[..., BatonProcess], mitm_confdir: Path, tmp_path: Path
+) -> None:
+    cassette = tmp_path / "once.cassette"
+    server = start_websocket_server()
+    try:
+        recording = baton(
+            "replay", str(cassette), "--record-mode", "once", "--mode", f"reverse:{server.url}",
+            "--listen-port", "0", "--set", f"confdir={mitm_confdir}",
+        )  # fmt: skip
+        live = converse(ws_url(recording.url))
+        assert recording.stop() == 0
+    finally:
+        server.stop()
+    assert "recorded 1 new interaction" in recording.output
+    (interaction,) = read_cassette(cassette)
+    assert interaction.websocket is not None and len(interaction.websocket.messages) == 12
+    replaying = baton("replay", str(cassette), "--record-mode", "once", "--listen-port", "0")
+    assert converse(ws_url(replaying.url)) == live
+    assert replaying.stop() == 0
