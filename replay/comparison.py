@@ -24,16 +24,27 @@ import fnmatch
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from deepdiff import DeepDiff
-
 from baton.cassettes.content_coding import decode_body
 from baton.cassettes.errors import ContentCodingError
 from baton.cassettes.model import Headers, Response, header_values
+
+# deepdiff imports pydantic whenever it is installed (to diff pydantic models; baton compares
+# JSON). baton contract's openapi-core brings pydantic in, and loading it would cost every
+# `baton diff` ~7 MB: deepdiff is shown none while it loads, unless something loaded it first.
+_HIDE_PYDANTIC = "pydantic" not in sys.modules
+if _HIDE_PYDANTIC:
+    sys.modules["pydantic"] = None  # type: ignore[assignment]
+try:
+    from deepdiff import DeepDiff
+finally:
+    if _HIDE_PYDANTIC:
+        del sys.modules["pydantic"]
 
 __all__ = [
     "NOISY_HEADERS",

@@ -253,3 +253,18 @@ def test_bad_documents_are_one_line_and_exit_2(tmp_path: Path) -> None:
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0], result.stderr
+
+
+def test_the_gate_comes_from_the_contract_diff_section_of_the_configuration(
+    orders_cassettes: dict[int, Path], tmp_path: Path
+) -> None:
+    (tmp_path / "baton.toml").write_text('[contract.diff]\nfail_on = "additive"\n')
+    args = ["contract", "diff", str(orders_cassettes[1]), str(orders_cassettes[2])]
+    result = run_baton(args, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "(--fail-on additive)" in result.stdout
+    assert run_baton([*args, "--fail-on", "breaking"], cwd=tmp_path).returncode == 0
+    (tmp_path / "baton.toml").write_text("[contract.difff]\nfail_on = 1\n")
+    wrong = run_baton(args, cwd=tmp_path)
+    assert wrong.returncode == 2
+    assert "unknown section [contract.difff] (did you mean 'diff'?)" in wrong.stderr

@@ -121,3 +121,51 @@ def test_the_pact_verifier_accepts_version_1_and_names_what_version_2_broke(
     assert "$.price -> Expected '12.50' (String) to be the same type as 12.5" in output
     # The 404 answer did not change: it still verifies.
     assert "- GET /products/99 -> 404" not in output
+
+
+def test_one_pact_per_consumer_and_provider_from_headers_and_client_addresses(
+    tmp_path: Path,
+) -> None:
+    from baton.cassettes.model import Interaction, Request, Response
+    from baton.cassettes.writer import CassetteWriter
+
+    def exchange(
+        number: int, host: str, client: str, headers: tuple[tuple[str, str], ...]
+    ) -> Interaction:
+        return Interaction(
+            id=f"i{number}",
+            request=Request("GET", "http", host, 80, f"/items/{number}", headers=headers),
+            response=Response(
+                200, headers=(("Content-Type", "application/json"),), body=b'{"n": 1}'
+            ),
+            recorded_at=1.0,
+            tags={"client": f"{client}:5{number}000"},
+        )
+
+    cassette = tmp_path / "mixed.cassette"
+    writer = CassetteWriter(cassette, redactor=None)
+    for interaction in (
+        exchange(1, "stock.internal", "10.0.0.7", ()),
+        exchange(2, "stock.internal", "10.0.0.8", (("X-Service", "billing"),)),
+        exchange(3, "prices.internal", "10.0.0.7", ()),
+    ):
+        writer.append(interaction)
+    writer.close()
+    folder = tmp_path / "pacts"
+    result = run_baton(
+        [
+            *("export", str(cassette), "--format", "pact", "-o", str(folder)),
+            *("--consumer-map", "10.0.0.7=cart", "--consumer-header", "X-Service"),
+        ]
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "billing-stock.internal.json",
+        "cart-prices.internal.json",
+        "cart-stock.internal.json",
+    ]
+    several = run_baton(["export", str(cassette), "--format", "pact"])
+    assert several.returncode == 2
+    assert "give -o a folder for one file each" in several.stderr
+    bad = run_baton(["export", str(cassette), "--format", "pact", "--consumer-map", "cart"])
+    assert bad.returncode == 2 and "write it as ADDRESS=NAME" in bad.stderr
