@@ -514,7 +514,12 @@ def load_document(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a YAML or JSON document ({type(exc).__name__})") from exc
     if not isinstance(data, dict) or not isinstance(data.get("paths", {}), dict):
         raise ValueError(f"{path}: not an OpenAPI document (no 'paths' mapping)")
-    if "openapi" not in data and "swagger" not in data:
+    if "swagger" in data and "openapi" not in data:
+        raise ValueError(
+            f"{path}: Swagger {data['swagger']} is not read; convert it to OpenAPI 3 first "
+            "(e.g. with swagger2openapi)"
+        )
+    if "openapi" not in data:
         raise ValueError(f"{path}: not an OpenAPI document (no 'openapi' version)")
     return data
 

@@ -208,7 +208,9 @@ class ContractChecker:
         try:
             self._api = OpenAPI.from_dict(document)
         except Exception as exc:  # openapi-core raises its validator's own error tree
-            reason = " ".join(str(exc).split())[:300]
+            # The validator's message goes on to print whole schemas: its first sentence says it.
+            reason = " ".join(str(exc).split("\n\n")[0].split()).split(" Failed validating")[0]
+            reason = reason if len(reason) <= 200 else reason[:199] + "…"
             raise SpecError(f"{name}: not a valid OpenAPI document: {reason}") from exc
         self._templates = [
             (template, _template_pattern(template)) for template in (spec.get("paths") or {})

@@ -189,12 +189,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     cassette = _cassette(tmp_path / "p.cassette", [_pets(1, "GET", "/v1/pets", 200, [])])
     not_a_spec = tmp_path / "notes.yaml"
     not_a_spec.write_text("- just\n- a list\n")
+    swagger = tmp_path / "swagger.yaml"
+    swagger.write_text('swagger: "2.0"\ninfo: {title: x, version: "1"}\npaths: {}\n')
     broken = tmp_path / "broken.yaml"
     broken.write_text("openapi: 3.1.0\ninfo: {title: x}\npaths:\n  /a:\n    get: {responses: 3}\n")
     cases = [
         (["--spec", str(tmp_path / "missing.yaml"), str(cassette)], "missing.yaml: no such file"),
         (["--spec", str(not_a_spec), str(cassette)], "not an OpenAPI document"),
-        (["--spec", str(broken), str(cassette)], "not a valid OpenAPI document"),
+        (["--spec", str(broken), str(cassette)], "not a valid OpenAPI document: 'version' is"),
+        (["--spec", str(swagger), str(cassette)], "Swagger 2.0 is not read; convert it"),
         (
             ["--spec", str(CORPUS / "oai-petstore.yaml"), str(tmp_path / "x.cassette")],
             "no such cassette",
