@@ -13,6 +13,7 @@ BENCHMARKS = [
     "cassette_load.py",
     "diff_throughput.py",
     "ws_throughput.py",
+    "stream_memory.py",
 ]
 
 

@@ -1,0 +1,213 @@
+"""Bodies larger than memory: peak RSS of baton record and baton replay, and the client's throughput.
+
+    python bench/stream_memory.py [--sizes 100,1024] [--rounds 3]
+
+For each size (MiB) a streaming upstream (Starlette under hypercorn,
+tests/stream_apps.py) sends a body of that size with a Content-Length. The
+client (httpx, hashing what it receives) downloads it, round after round:
+
+* directly from the upstream;
+* through bare ``mitmdump`` streaming it (``stream_large_bodies=1``): the
+  proxy without baton;
+* through ``baton record``, which streams it and writes it to a cassette;
+* from ``baton replay`` (the fast path), and from ``baton replay --mode
+  regular`` (mitmproxy, which routes it to the loopback replay server).
+
+It also uploads the same size through ``baton record``. Peak RSS is the
+kernel's high-water mark of each baton process (``VmHWM`` in /proc), after
+everything it served; the issue's bounds are 150 MB for recording and
+replaying a 1 GB body, and the client's throughput through ``baton record``
+within 10% of the proxy without baton. Every download's SHA-256 is checked
+against the original's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.load import VENV_BIN, Process, free_port, save, start_command, table
+from tests.processes import start_upstream
+from tests.stream_apps import pattern_sha256
+
+MiB = 1 << 20
+
+
+def peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def download(url: str, size: int, proxy: str | None = None) -> float:
+    """MB/s of one download; raises if the bytes are not the original's."""
+    digest = hashlib.sha256()
+    received = 0
+    started = time.perf_counter()
+    with (
+        httpx.Client(proxy=proxy, trust_env=False, timeout=300) as client,
+        client.stream("GET", f"{url}/download?size={size}") as answer,
+    ):
+        for piece in answer.iter_raw(MiB):
+            digest.update(piece)
+            received += len(piece)
+    seconds = time.perf_counter() - started
+    if received != size or digest.hexdigest() != pattern_sha256(size):
+        raise RuntimeError(f"{url}: got {received} bytes, not the original's")
+    return size / seconds / 1e6
+
+
+def upload(url: str, size: int) -> float:
+    def pieces():  # type: ignore[no-untyped-def]
+        for _ in range(size // MiB):
+            yield b"u" * MiB
+
+    started = time.perf_counter()
+    answer = httpx.post(f"{url}/upload", content=pieces(), timeout=300, trust_env=False)
+    seconds = time.perf_counter() - started
+    if answer.json()["size"] != size:
+        raise RuntimeError(f"upload: the upstream got {answer.json()['size']} bytes")
+    return size / seconds / 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1024", help="body sizes in MiB, comma-separated")
+    parser.add_argument("--rounds", type=int, default=3)
+    args, _ = parser.parse_known_args()  # make bench passes every script the same flags
+    sizes = [int(s) * MiB for s in args.sizes.split(",")]
+
+    upstream = start_upstream("streams")
+    results: dict[str, dict[str, object]] = {}
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            confdir = Path(scratch) / "mitmproxy"
+            for size in sizes:
+                label = f"{size // MiB} MiB"
+                speeds: dict[str, list[float]] = {
+                    "direct": [],
+                    "mitmdump (streaming)": [],
+                    "baton record": [],
+                }
+                record_peaks: list[int] = []
+                cassette = Path(scratch) / f"{size // MiB}.cassette"
+                for round_number in range(args.rounds):
+                    speeds["direct"].append(download(upstream.url, size))
+                    port = free_port()
+                    common = [
+                        "--mode", f"reverse:{upstream.url}", "--listen-host", "127.0.0.1",
+                        "--listen-port", str(port), "--set", f"confdir={confdir}",
+                    ]  # fmt: skip
+                    mitmdump = start_command(
+                        "mitmdump",
+                        [
+                            str(VENV_BIN / "mitmdump"),
+                            "-q",
+                            *common,
+                            "--set",
+                            "stream_large_bodies=1",
+                        ],
+                        port,
+                    )
+                    try:
+                        speeds["mitmdump (streaming)"].append(download(mitmdump.url, size))
+                    finally:
+                        mitmdump.stop()
+                    cassette.unlink(missing_ok=True)
+                    recorder = start_command(
+                        "baton record",
+                        [str(VENV_BIN / "baton"), "record", "-q", "-o", str(cassette), *common],
+                        port,
+                    )
+                    try:
+                        speeds["baton record"].append(download(recorder.url, size))
+                        if round_number == args.rounds - 1:
+                            upload_speed = upload(recorder.url, size)
+                        record_peaks.append(peak_rss(recorder.proc.pid))
+                    finally:
+                        recorder.stop()
+                    print(
+                        f"{label} round {round_number + 1}: "
+                        + ", ".join(f"{k} {v[-1]:.0f} MB/s" for k, v in speeds.items()),
+                        flush=True,
+                    )
+                replays: dict[str, tuple[float, int]] = {}
+                for name, extra in (
+                    ("baton replay (fast path)", []),
+                    ("baton replay (mitmproxy path)", ["--mode", "regular", "--set", f"confdir={confdir}"]),
+                ):  # fmt: skip
+                    port = free_port()
+                    replayer: Process = start_command(
+                        name,
+                        [
+                            str(VENV_BIN / "baton"), "replay", "-q", str(cassette),
+                            "--listen-port", str(port), *extra,
+                        ],
+                        port,
+                    )  # fmt: skip
+                    try:
+                        if extra:
+                            speed = download(upstream.url, size, proxy=replayer.url)
+                        else:
+                            speed = download(replayer.url, size)
+                        replays[name] = (speed, peak_rss(replayer.proc.pid))
+                    finally:
+                        replayer.stop()
+                medians = {name: statistics.median(v) for name, v in speeds.items()}
+                results[label] = {
+                    "size_bytes": size,
+                    "download_mb_per_s": medians,
+                    "download_runs": speeds,
+                    "upload_through_record_mb_per_s": upload_speed,
+                    "record_peak_rss_bytes": max(record_peaks),
+                    "replay": {
+                        name: {"mb_per_s": speed, "peak_rss_bytes": peak}
+                        for name, (speed, peak) in replays.items()
+                    },
+                    "cassette_bytes": cassette.stat().st_size,
+                    "record_vs_mitmdump": medians["baton record"] / medians["mitmdump (streaming)"],
+                }
+    finally:
+        upstream.stop()
+
+    rows = []
+    for label, found in results.items():
+        speeds_found: dict[str, float] = found["download_mb_per_s"]  # type: ignore[assignment]
+        replay_found: dict[str, dict[str, float]] = found["replay"]  # type: ignore[assignment]
+        rows.append(
+            [
+                label,
+                f"{speeds_found['direct']:.0f}",
+                f"{speeds_found['mitmdump (streaming)']:.0f}",
+                f"{speeds_found['baton record']:.0f}",
+                f"{found['record_vs_mitmdump']:.2f}",
+                f"{int(found['record_peak_rss_bytes']) / MiB:.0f}",  # type: ignore[call-overload]
+                f"{replay_found['baton replay (fast path)']['peak_rss_bytes'] / MiB:.0f}",
+                f"{replay_found['baton replay (mitmproxy path)']['peak_rss_bytes'] / MiB:.0f}",
+                f"{replay_found['baton replay (fast path)']['mb_per_s']:.0f}",
+            ]
+        )
+    print()
+    print(f"one body with a Content-Length, {args.rounds} rounds, median MB/s, peak RSS in MiB")
+    header = [
+        "body", "direct", "mitmdump", "baton record", "vs mitmdump",
+        "record RSS", "replay RSS", "replay RSS (mitmproxy)", "replay MB/s",
+    ]  # fmt: skip
+    print(table(rows, header))
+    path = save("stream_memory", {"settings": vars(args), "results": results})
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
