@@ -18,7 +18,9 @@ kernel's high-water mark of each baton process (``VmHWM`` in /proc), after
 everything it served; the issue's bounds are 150 MB for recording and
 replaying a 1 GB body, and the client's throughput through ``baton record``
 within 10% of the proxy without baton. Every download's SHA-256 is checked
-against the original's.
+against the original's. "CPU s/GiB" is the proxy process's user + system
+time (all threads, from /proc) per GiB downloaded: steadier than MB/s on a
+machine whose cores the client, the upstream and the proxy share.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.load import VENV_BIN, Process, free_port, save, start_command, table
+from bench.load import VENV_BIN, Process, cpu_seconds, free_port, save, start_command, table
 from tests.processes import start_upstream
 from tests.stream_apps import pattern_sha256
 
@@ -100,6 +102,7 @@ def main() -> int:
                     "baton record": [],
                 }
                 record_peaks: list[int] = []
+                cpu: dict[str, list[float]] = {"mitmdump (streaming)": [], "baton record": []}
                 cassette = Path(scratch) / f"{size // MiB}.cassette"
                 for round_number in range(args.rounds):
                     speeds["direct"].append(download(upstream.url, size))
@@ -120,7 +123,10 @@ def main() -> int:
                         port,
                     )
                     try:
+                        spent = cpu_seconds(mitmdump.proc.pid)
                         speeds["mitmdump (streaming)"].append(download(mitmdump.url, size))
+                        spent = cpu_seconds(mitmdump.proc.pid) - spent
+                        cpu["mitmdump (streaming)"].append(spent / (size / (1 << 30)))
                     finally:
                         mitmdump.stop()
                     cassette.unlink(missing_ok=True)
@@ -130,7 +136,10 @@ def main() -> int:
                         port,
                     )
                     try:
+                        spent = cpu_seconds(recorder.proc.pid)
                         speeds["baton record"].append(download(recorder.url, size))
+                        spent = cpu_seconds(recorder.proc.pid) - spent
+                        cpu["baton record"].append(spent / (size / (1 << 30)))
                         if round_number == args.rounds - 1:
                             upload_speed = upload(recorder.url, size)
                         record_peaks.append(peak_rss(recorder.proc.pid))
@@ -168,6 +177,7 @@ def main() -> int:
                     "size_bytes": size,
                     "download_mb_per_s": medians,
                     "download_runs": speeds,
+                    "proxy_cpu_seconds_per_gib": {k: statistics.median(v) for k, v in cpu.items()},
                     "upload_through_record_mb_per_s": upload_speed,
                     "record_peak_rss_bytes": max(record_peaks),
                     "replay": {
@@ -184,6 +194,7 @@ def main() -> int:
     for label, found in results.items():
         speeds_found: dict[str, float] = found["download_mb_per_s"]  # type: ignore[assignment]
         replay_found: dict[str, dict[str, float]] = found["replay"]  # type: ignore[assignment]
+        cpu_found: dict[str, float] = found["proxy_cpu_seconds_per_gib"]  # type: ignore[assignment]
         rows.append(
             [
                 label,
@@ -191,6 +202,8 @@ def main() -> int:
                 f"{speeds_found['mitmdump (streaming)']:.0f}",
                 f"{speeds_found['baton record']:.0f}",
                 f"{found['record_vs_mitmdump']:.2f}",
+                f"{cpu_found['mitmdump (streaming)']:.1f}",
+                f"{cpu_found['baton record']:.1f}",
                 f"{int(found['record_peak_rss_bytes']) / MiB:.0f}",  # type: ignore[call-overload]
                 f"{replay_found['baton replay (fast path)']['peak_rss_bytes'] / MiB:.0f}",
                 f"{replay_found['baton replay (mitmproxy path)']['peak_rss_bytes'] / MiB:.0f}",
@@ -201,6 +214,7 @@ def main() -> int:
     print(f"one body with a Content-Length, {args.rounds} rounds, median MB/s, peak RSS in MiB")
     header = [
         "body", "direct", "mitmdump", "baton record", "vs mitmdump",
+        "CPU s/GiB mitmdump", "CPU s/GiB baton",
         "record RSS", "replay RSS", "replay RSS (mitmproxy)", "replay MB/s",
     ]  # fmt: skip
     print(table(rows, header))

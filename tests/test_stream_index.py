@@ -107,3 +107,22 @@ def test_the_routed_server_answers_the_interaction_its_header_names(tmp_path: Pa
     assert index.hits == 0  # the Replayer counted it when it chose it
     unnamed = routed.respond(Request("GET", "http", "127.0.0.1", 1, "/same"))
     assert isinstance(unnamed, bytes) and b"X-Baton-Miss: 1" in unnamed
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("16MB", 16 * MiB), ("16MiB", 16 * MiB), ("16m", 16 * MiB), (" 512 kb ", 512 * 1024),
+     ("1GB", 1 << 30), ("4096", 4096), ("0", 0)],
+)  # fmt: skip
+def test_stream_thresholds_read_as_mitmproxy_reads_sizes(text: str, size: int) -> None:
+    from baton.proxy.stream_recording import parse_size
+
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "lots", "16 TB", "-1MB", "1.5GB", "16iB"])
+def test_a_size_that_is_not_one_is_refused_naming_it(text: str) -> None:
+    from baton.proxy.stream_recording import parse_size
+
+    with pytest.raises(ValueError, match="is not a size; write it like 16MB"):
+        parse_size(text)
