@@ -401,6 +401,7 @@ class CassetteWriter:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        self._run_left_over()
         with self._lock:
             if self._fd < 0:
                 return
@@ -418,6 +419,26 @@ class CassetteWriter:
             finally:
                 os.close(self._fd)
                 self._fd = -1
+
+    def _run_left_over(self) -> None:
+        """Write what ``append_async`` accepted but whose turn had not come when the loop stopped.
+
+        A WebSocket's interaction is appended after its close already
+        reached the client, so a proxy stopped right then may close the
+        writer before the event loop hands that append to the writer
+        thread; it is written here rather than dropped.
+        """
+        pending, self._pending = self._pending, []
+        if not pending or self._fd < 0:
+            return
+        outcomes = self._run_batch([work for work, _ in pending])
+        for (_, future), outcome in zip(pending, outcomes, strict=True):
+            if future.done() or future.get_loop().is_closed():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
     def __enter__(self) -> CassetteWriter:
         return self

@@ -170,13 +170,15 @@ class Recorder:
         writer = self._writer
         if writer is None:
             return
+        # Counted when handed over: the close already reached the client, and a recorder
+        # stopped now still writes it (CassetteWriter.close) though this hook never resumes.
+        self.recorded += 1
         try:
             await writer.append_async(interaction, streams)
         except Exception as exc:
+            self.recorded -= 1
             self.failed += 1
             logger.error("baton: could not record %s: %s", flow.request.pretty_url, exc)
-        else:
-            self.recorded += 1
 
     async def error(self, flow: http.HTTPFlow) -> None:
         # Exchanges that never got a response, and streams that broke off (their

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from baton.cassettes.model import Request, Response, WebSocketConversation, WebSocketMessage
+import asyncio
+from pathlib import Path
+
+from baton.cassettes import read_cassette
+from baton.cassettes.model import (
+    Interaction,
+    Request,
+    Response,
+    WebSocketConversation,
+    WebSocketMessage,
+)
+from baton.cassettes.writer import CassetteWriter
 from baton.replay.comparison import DriftClass, NoiseRules
 from baton.replay.matching import MatchConfig
 from baton.replay.websocket_drift import compare_conversations
@@ -126,3 +137,26 @@ def test_json_messages_compare_field_by_field_and_noise_rules_apply() -> None:
         (DriftClass.VALUE, "message 1 body.n", 1, 2),
         (DriftClass.NOISE, "message 1 body.ts", 5, 6),
     ]
+
+
+def test_an_append_accepted_before_close_is_written_though_its_turn_never_came(
+    tmp_path: Path,
+) -> None:
+    """A WebSocket's interaction is appended after the client saw the close; a recorder
+    stopped right then closes its writer before the event loop gets to that append."""
+    cassette = tmp_path / "late.cassette"
+    interaction = Interaction(
+        "ws-late", Request("GET", "http", "chat.test", 80, "/chat"), Response(101), 0.0,
+        websocket=CONVERSATION,
+    )  # fmt: skip
+
+    async def stop_right_after_the_hook_handed_it_over() -> None:
+        writer = CassetteWriter(cassette, redactor=None)
+        hook = asyncio.create_task(writer.append_async(interaction))
+        await asyncio.sleep(0)  # the hook runs up to its await; the writer's turn has not come
+        writer.close()  # what the recorder's done hook does
+        hook.cancel()
+
+    asyncio.run(stop_right_after_the_hook_handed_it_over())
+    (written,) = read_cassette(cassette)
+    assert written.websocket == CONVERSATION
