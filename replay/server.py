@@ -265,7 +265,7 @@ class _Connection(asyncio.Protocol):
 
     async def _stream(self, answer: StreamedAnswer, keep_alive: bool) -> None:
         complete = await send_stream(answer, self, latency_scale=self._server.latency_scale)
-        if (not complete or not keep_alive) and self._transport is not None:
+        if (not complete or not keep_alive or answer.short) and self._transport is not None:
             self._transport.close()
 
     def _reply(self, data: bytes, keep_alive: bool) -> None:
@@ -306,8 +306,13 @@ class ReplayServer:
         if interaction.response is None:
             return error_response(interaction)
         response = interaction.response
-        if is_streamed(interaction) and (response.stored is not None or self.latency_scale):
-            # Never read whole (a stored body), or sent at its recorded pace: piece by piece.
+        if is_streamed(interaction) and (
+            response.stored is not None
+            or self.latency_scale
+            or interaction.tags.get("stream_unfinished")
+        ):
+            # Never read whole (a stored body), sent at its recorded pace, or cut off (the
+            # connection closes after it, as the original's did): piece by piece.
             return StreamedAnswer.of(interaction, serialize_response(response, head_only=True))
         return serialize_response(response)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -34,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 READ_BATCH = 1 << 20
 """Bytes of a stored body read from the cassette per trip to the worker thread."""
+
+_CHUNKED = re.compile(rb"\r\ntransfer-encoding:[^\r\n]*chunked", re.IGNORECASE)
+_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 
 
 def is_streamed(interaction: Interaction) -> bool:
@@ -63,20 +67,37 @@ class StreamedAnswer:
     duration_ms: float | None
     target: str
     """``METHOD URL`` of the recorded request, for log lines."""
+    short: bool = False
+    """The pieces fall short of the recorded ``Content-Length`` (a recording cut off):
+    the connection is closed after them, as the original was, instead of leaving the
+    client waiting for the rest."""
 
     @classmethod
     def of(cls, interaction: Interaction, head: bytes) -> StreamedAnswer:
         """``head`` is ``serialize_response(..., head_only=True)``, which frames streams as chunked."""
         response = interaction.response
         assert response is not None
-        chunked = b"\r\ntransfer-encoding: chunked" in head.lower()
+        chunked = _CHUNKED.search(head) is not None
+        length = _LENGTH.search(head)
+        size = (
+            response.stored.size
+            if response.stored is not None
+            else sum(len(c.data) for c in response.chunks or ())
+        )
+        short = not chunked and length is not None and int(length.group(1)) > size
         end = b""
         if chunked:
             trailers = "".join(f"{n}: {v}\r\n" for n, v in response.trailers or ())
             end = b"0\r\n" + trailers.encode("utf-8", "surrogateescape") + b"\r\n"
         request = interaction.request
         return cls(
-            head, response, chunked, end, interaction.duration_ms, f"{request.method} {request.url}"
+            head,
+            response,
+            chunked,
+            end,
+            interaction.duration_ms,
+            f"{request.method} {request.url}",
+            short,
         )
 
     def frame(self, data: bytes) -> list[bytes]:

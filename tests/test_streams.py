@@ -395,3 +395,32 @@ def test_sse_and_a_stored_body_over_https_through_the_mitmproxy_path(
     recorded_gap = statistics.median(b - a for a, b in itertools.pairwise(offsets))
     replayed_gap = statistics.median((b - a) * 1000 for a, b in itertools.pairwise(arrivals))
     assert abs(replayed_gap - recorded_gap) <= 0.2 * recorded_gap, (replayed_gap, recorded_gap)
+
+
+def test_a_download_cut_off_by_the_recorders_stop_replays_cut_off_not_hanging(
+    streams: Upstream, baton: Callable[..., BatonProcess], tmp_path: Path
+) -> None:
+    cassette = tmp_path / "cut.cassette"
+    recorder = record(baton, cassette, streams)
+    size = 100 * MiB
+    received = 0
+    with (
+        httpx.Client(trust_env=False, timeout=30) as client,
+        client.stream("GET", f"{recorder.url}/download?size={size}") as answer,
+    ):
+        for piece in answer.iter_raw(MiB):
+            received += len(piece)
+            if received >= 4 * MiB:
+                assert recorder.stop() == 0  # SIGTERM mid-body
+                break
+    (interaction,) = read_cassette(cassette)
+    assert interaction.tags["stream_unfinished"] is True
+    response = interaction.response
+    assert response is not None and response.chunks is not None
+    kept = sum(len(chunk.data) for chunk in response.chunks)
+    assert 0 < kept < size
+
+    replay = baton("replay", str(cassette), "--listen-port", "0")
+    with pytest.raises(httpx.RemoteProtocolError):  # the connection closes, as it did
+        download_sha256(f"{replay.url}/download?size={size}")
+    assert replay.stop() == 0
