@@ -370,4 +370,6 @@ def test_ten_thousand_interactions_finish_with_bounded_memory(
     assert summary["compared"] == 10_000
     peak_kib = int(result.stderr.rsplit("VmHWM:", 1)[1].split()[0])
     # The diff process's own peak: the cassette is streamed, answers are dropped once compared.
-    assert peak_kib < 200 * 1024, f"peak RSS {peak_kib} KiB"
+    # What remains is the report itself: every one of the 59,200 noise changes is listed (a
+    # 15 MB JSON file, built whole before it is written), about 150 MiB of the peak.
+    assert peak_kib < 256 * 1024, f"peak RSS {peak_kib} KiB"
