@@ -28,6 +28,7 @@ from baton.proxy.cli.diff import diff
 from baton.proxy.cli.export import export
 from baton.proxy.cli.import_ import import_
 from baton.proxy.cli.lint import lint
+from baton.proxy.cli.merge import merge
 from baton.proxy.cli.record import record
 from baton.proxy.cli.repair import repair
 from baton.proxy.cli.replay import replay
@@ -116,6 +117,7 @@ for _command in (
     lint,
     show,
     repair,
+    merge,
     addon_path,
     config,
 ):
