@@ -19,6 +19,7 @@ from baton.proxy.cli.options import (
     mode_option,
     redaction_options,
 )
+from baton.proxy.cli.sources import CASSETTE_LOCATION, local_cassettes
 from baton.replay.index import ExhaustedPolicy
 from baton.replay.options import ReplayOptions, recorded_origins
 from baton.replay.record_mode import RecordMode
@@ -27,9 +28,7 @@ __all__ = ["replay"]
 
 
 @click.command()
-@click.argument(
-    "cassettes", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
-)
+@click.argument("cassettes", nargs=-1, required=True, type=CASSETTE_LOCATION)
 @mode_option(
     default="reverse",
     help="reverse (serve the recorded hosts on one port), reverse:URL, regular, upstream:URL, "
@@ -81,7 +80,7 @@ __all__ = ["replay"]
 @spec_option
 @mitmproxy_options("Any mitmproxy option (implies the mitmproxy path).")
 def replay(
-    cassettes: tuple[Path, ...],
+    cassettes: tuple[str | Path, ...],
     modes: tuple[str, ...],
     listen_host: str,
     listen_port: int,
@@ -114,6 +113,8 @@ def replay(
       curl http://127.0.0.1:9000/products
     """
     configure_logging(verbose, quiet)
+    # Paths, globs, directories and s3://... URLs (copied to a local cache) as local files.
+    cassettes = local_cassettes(cassettes)
     mode = RecordMode(record_mode)
     options = ReplayOptions(
         match_on=[m.strip() for m in match_on.split(",") if m.strip()] if match_on else None,

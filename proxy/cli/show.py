@@ -21,6 +21,7 @@ from baton.cassettes.display import (
 from baton.cassettes.reader import CassetteReader
 from baton.proxy.cli.errors import InputError, quiet_broken_pipe, user_errors
 from baton.proxy.cli.options import configure_logging
+from baton.proxy.cli.sources import CASSETTE_LOCATION, local_cassette
 
 __all__ = ["show"]
 
@@ -45,7 +46,7 @@ def _statuses(
 
 
 @click.command()
-@click.argument("cassette", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("cassette", type=CASSETTE_LOCATION)
 @click.option(
     "--format",
     "fmt",
@@ -90,7 +91,7 @@ def _statuses(
     help="One line per interaction (number, method, URL, status, sizes, duration), then totals.",
 )
 def show(
-    cassette: Path,
+    cassette: str | Path,
     fmt: str,
     no_headers: bool,
     max_body: int,
@@ -113,6 +114,7 @@ def show(
       baton show api.cassette --format json | jq .response.status
     """
     configure_logging(0, False)
+    cassette = local_cassette(cassette)  # a path, a glob naming one, or a URL
     if summary and fmt == "json":
         raise InputError("--summary is a text view; leave out --format json (or --summary)")
     selection = InteractionFilter(hosts, paths, statuses)
