@@ -267,7 +267,11 @@ def render_markdown(report: DriftReport) -> str:
 
 
 def render(report: DriftReport, fmt: str) -> str:
-    """The report in ``fmt``: text, json, junit or markdown."""
+    """The report in ``fmt``: text, json, junit, markdown or html."""
+    if fmt == "html":
+        from baton.replay.html import render_drift_html
+
+        return render_drift_html(report)
     if fmt == "json":
         return json.dumps(report_json(report), indent=2, ensure_ascii=False) + "\n"
     if fmt == "junit":

@@ -115,7 +115,9 @@ def test_the_wheel_holds_every_package_file_under_baton_and_nothing_at_the_top(
     expected = {"baton/__init__.py", "baton/py.typed"}
     for package in SUBPACKAGES:
         for path in (source_tree / package).rglob("*"):
-            if path.is_file() and (path.suffix == ".py" or path.name == "py.typed"):
+            # The HTML reports' templates are package data, shipped beside their module.
+            template = path.parent.name == "templates" and path.parent.parent.name == "html"
+            if path.is_file() and (path.suffix == ".py" or path.name == "py.typed" or template):
                 expected.add(f"baton/{path.relative_to(source_tree).as_posix()}")
     packaged = {name for name in names if name.startswith("baton/")}
     assert expected - packaged == set(), "files missing from the wheel"
@@ -130,6 +132,8 @@ def test_the_wheel_holds_every_package_file_under_baton_and_nothing_at_the_top(
         "replay/server.py",
         "replay/py.typed",
         "cassettes/writer.py",
+        "replay/html/templates/drift.html",
+        "replay/html/templates/drift.js",
     ):
         assert f"baton/{part}" in packaged
 
@@ -251,6 +255,20 @@ def test_baton_imports_and_its_cli_runs_in_the_fresh_venv(
     script = Path(addon.stdout.strip())
     assert script == fresh_venv.site_packages / "baton/proxy/mitmproxy_addon.py"
     assert script.is_file()
+
+
+def test_an_html_drift_report_renders_from_the_installed_wheel(
+    fresh_venv: FreshVenv, tmp_path: Path
+) -> None:
+    cassette = ROOT / "tests" / "fixtures" / "format-v1.cassette"
+    page = tmp_path / "drift.html"
+    result = fresh_venv.run(
+        ["baton", "diff", cassette, cassette, "--format", "html", "-o", page], cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    text = page.read_text(encoding="utf-8")
+    assert "Content-Security-Policy" in text and 'id="baton-data"' in text
+    assert "OK: no breaking drift" in text
 
 
 # -- a user's project with its own proxy/ and replay/ -------------------------------------------

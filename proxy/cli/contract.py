@@ -26,7 +26,7 @@ from baton.replay.comparison import DriftClass
 
 __all__ = ["contract"]
 
-_REPORT_FORMATS = ["text", "json", "junit", "markdown"]
+_REPORT_FORMATS = ["text", "json", "junit", "markdown", "html"]
 
 
 @click.group()
@@ -90,7 +90,7 @@ def _report_options(command: Any) -> Any:
         type=click.Choice(_REPORT_FORMATS),
         default="text",
         show_default=True,
-        help="text, json, junit (CI) or markdown (a pull-request comment).",
+        help="text, json, junit (CI), markdown (a pull-request comment) or html (one page).",
     )(command)
 
 
@@ -232,13 +232,20 @@ def check(cassettes: tuple[Path, ...], spec: Path, fmt: str, output: Path | None
 
     configure_logging(0, True)
     _cassette_paths(cassettes)
+    document = _load_spec(spec)
     try:
-        checker = ContractChecker(_load_spec(spec), name=str(spec))
+        checker = ContractChecker(document, name=str(spec))
     except SpecError as exc:
         raise InputError(str(exc)) from exc
     sources = [(str(path), _interactions((path,), None)) for path in cassettes]
     report = checker.check_all(sources)
-    _write_report(render_check(report, fmt), output, check_verdict(report), fmt)
+    if fmt == "html":
+        from baton.replay.html import render_check_html
+
+        text = render_check_html(report, document)
+    else:
+        text = render_check(report, fmt)
+    _write_report(text, output, check_verdict(report), fmt)
     sys.exit(report.exit_code)
 
 
@@ -278,7 +285,13 @@ def diff_specs_command(
         target=str(new),
         fail_on=DriftClass(fail_on),
     )
-    _write_report(render_spec_diff(report, fmt), output, diff_verdict(report), fmt)
+    if fmt == "html":
+        from baton.replay.html import render_spec_diff_html
+
+        text = render_spec_diff_html(report)
+    else:
+        text = render_spec_diff(report, fmt)
+    _write_report(text, output, diff_verdict(report), fmt)
     sys.exit(report.exit_code)
 
 

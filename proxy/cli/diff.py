@@ -101,7 +101,7 @@ __all__ = ["diff"]
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "json", "junit", "markdown"]),
+    type=click.Choice(["text", "json", "junit", "markdown", "html"]),
     default="text",
     show_default=True,
 )

@@ -90,6 +90,12 @@ def _statuses(
     is_flag=True,
     help="One line per interaction (number, method, URL, status, sizes, duration), then totals.",
 )
+@click.option(
+    "--html",
+    is_flag=True,
+    help="One self-contained HTML page instead: a timeline, bodies by type (JSON tree, images, "
+    "text, events, WebSocket messages). Redirect it to a file.",
+)
 def show(
     cassette: str | Path,
     fmt: str,
@@ -99,6 +105,7 @@ def show(
     paths: tuple[str, ...],
     statuses: tuple[str, ...],
     summary: bool,
+    html: bool,
 ) -> None:
     """Print the interactions of CASSETTE, as they are read.
 
@@ -112,12 +119,18 @@ def show(
       baton show api.cassette --summary
       baton show api.cassette --host 'api.*' --status 5xx --status error
       baton show api.cassette --format json | jq .response.status
+      baton show api.cassette --html > api.html
     """
     configure_logging(0, False)
     cassette = local_cassette(cassette)  # a path, a glob naming one, or a URL
     if summary and fmt == "json":
         raise InputError("--summary is a text view; leave out --format json (or --summary)")
     selection = InteractionFilter(hosts, paths, statuses)
+    if html:
+        if summary or fmt == "json":
+            raise InputError("--html is a page of its own; leave out --summary and --format json")
+        _show_html(cassette, selection)
+        return
     out = sys.stdout
     colour = fmt == "text" and wants_colour(out)
     totals = SummaryTotals()
@@ -158,3 +171,21 @@ def show(
                 f"`baton repair {cassette}` removes it",
                 err=True,
             )
+
+
+def _show_html(cassette: Path, selection: InteractionFilter) -> None:
+    """The selected interactions as one HTML page on stdout (held whole: pages are for reading)."""
+    from baton.replay.html import render_cassette_html
+
+    with user_errors(), quiet_broken_pipe(), CassetteReader(cassette, warn_torn=False) as reader:
+        chosen = [(n, i) for n, i in enumerate(reader, 1) if selection.matches(i)]
+        note = ""
+        if reader.torn_at is not None:
+            note = f"the cassette ends in a torn object at byte {reader.torn_at}"
+            click.echo(
+                f"baton: warning: {cassette}: ends in a torn object at byte {reader.torn_at}; "
+                f"`baton repair {cassette}` removes it",
+                err=True,
+            )
+        sys.stdout.write(render_cassette_html(chosen, cassette=str(cassette), note=note))
+        sys.stdout.flush()
