@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,13 @@ import httpx
 import pytest
 
 from baton.cassettes import CassetteWriter
-from baton.cassettes.model import Interaction, Request, Response
+from baton.cassettes.model import (
+    Interaction,
+    Request,
+    Response,
+    WebSocketConversation,
+    WebSocketMessage,
+)
 from baton.replay.comparison import Change, DriftClass
 from baton.replay.drift import DriftReport, Outcome
 from baton.replay.html import render_drift_html
@@ -292,8 +300,26 @@ def _hostile_interaction(number: int, payload: str, price: object, version: int)
     )
 
 
+def tiny_png() -> bytes:
+    """A real 2x2 red PNG, so the page has an image the browser must decode."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
+    header = struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
 def _page_extras(number: int) -> list[Interaction]:
-    """An HTML body, an SVG with a script, an image type that tries to break out, an event stream."""
+    """An HTML body, an SVG with a script, an image type that tries to break out, an event
+    stream, a real PNG, and a WebSocket conversation whose messages carry payloads."""
     request = Request(method="GET", scheme="http", host="127.0.0.1", port=8000, path="/page")
     answers = [
         ("text/html", b"<html><script>window.__pwned = 11</script><b>bold</b></html>"),
@@ -303,15 +329,40 @@ def _page_extras(number: int) -> list[Interaction]:
         ),
         ('image/png" onerror="window.__pwned = 13', b"\x89PNG\r\n\x1a\n"),
         ("text/event-stream", b"data: <script>window.__pwned = 14</script>\n\n"),
+        ("image/png", tiny_png()),
     ]
+    websocket = Interaction(
+        id=f"ws-{number}",
+        request=Request(
+            method="GET",
+            scheme="http",
+            host="127.0.0.1",
+            port=8000,
+            path="/ws",
+            headers=(("upgrade", "websocket"), ("connection", "Upgrade")),
+        ),
+        response=Response(status=101, headers=(("upgrade", "websocket"),)),
+        recorded_at=1_700_000_200.0,
+        websocket=WebSocketConversation(
+            messages=(
+                WebSocketMessage(True, True, b"<script>window.__pwned = 15</script>", 5.0),
+                WebSocketMessage(False, False, b"\x00\x01<img onerror=x>", 9.0),
+            ),
+            close_code=1000,
+            closed_by_client=True,
+        ),
+    )
     return [
-        Interaction(
-            id=f"extra-{number}-{n}",
-            request=request,
-            response=Response(status=200, headers=(("content-type", kind),), body=body),
-            recorded_at=1_700_000_100.0 + n,
-        )
-        for n, (kind, body) in enumerate(answers)
+        websocket,
+        *[
+            Interaction(
+                id=f"extra-{number}-{n}",
+                request=request,
+                response=Response(status=200, headers=(("content-type", kind),), body=body),
+                recorded_at=1_700_000_100.0 + n,
+            )
+            for n, (kind, body) in enumerate(answers)
+        ],
     ]
 
 
@@ -363,8 +414,14 @@ def test_script_payloads_in_a_cassette_render_as_text_on_the_show_page(
     text = by_css(browser, "main").text
     for payload in (PAYLOADS[0], PAYLOADS[2], "window.__pwned = 11", "window.__pwned = 14"):
         assert payload in text
-    # No recorded image is inlined except a real raster type; nothing here is one.
-    assert all_css(browser, "main img") == []
+    # Events and WebSocket messages are listed, each as text.
+    assert "<script>window.__pwned = 15</script>" in by_css(browser, ".messages.websocket").text
+    assert "window.__pwned = 14" in by_css(browser, ".messages.events").text
+    # Only the real raster image is inlined (as a data: URI, decoded by the browser); the SVG
+    # and the content type that tries to break out of its attribute are not.
+    (image,) = all_css(browser, "main img")
+    assert image.get_attribute("src").startswith("data:image/png;base64,")
+    assert browser.execute_script("return arguments[0].naturalWidth", image) == 2
     assert all_css(browser, "main script") == []
     # The JSON bodies are trees: the payload is a string leaf.
     leaves = [e.text for e in all_css(browser, ".json-tree .str")]

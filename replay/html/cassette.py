@@ -194,9 +194,12 @@ def _timeline_svg(views: list[dict[str, Any]]) -> Markup:
     for n, view in enumerate(rows):
         x = left + view["offset"] * scale
         w = max(2.0, (view["duration"] or 0) / 1000 * scale)
-        colour = {"status-2": "#12b76a", "status-3": "#0e7090", "status-4": "#f79009"}.get(
-            view["status_class"], "#d92d20"
-        )
+        colour = {
+            "status-1": "#667085",
+            "status-2": "#12b76a",
+            "status-3": "#0e7090",
+            "status-4": "#f79009",
+        }.get(view["status_class"], "#d92d20")
         label = f"#{view['number']} {view['method']} {view['url']} {view['status'] or 'error'}"
         parts.append(
             f'<rect x="{x:.1f}" y="{n * row_h + 2}" width="{w:.1f}" height="{row_h - 1}" '
