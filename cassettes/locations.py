@@ -41,6 +41,7 @@ __all__ = [
     "default_cache_dir",
     "expand_locations",
     "fetch_source",
+    "filesystem_for",
     "is_url",
     "parse_storage_options",
     "resolve_cassettes",
@@ -162,7 +163,7 @@ def _expand_local(text: str) -> list[CassetteSource]:
     return [CassetteSource(m, Path(m)) for m in matches]
 
 
-def _filesystem(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
+def filesystem_for(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
     """fsspec's filesystem for ``url`` and the path inside it, or a ``LocationError``."""
     try:
         from fsspec.core import url_to_fs
@@ -182,7 +183,7 @@ def _filesystem(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
 
 
 def _expand_url(url: str, storage_options: dict[str, Any]) -> list[CassetteSource]:
-    fs, path = _filesystem(url, storage_options)
+    fs, path = filesystem_for(url, storage_options)
     try:
         if _GLOB_MAGIC.search(path):
             found = sorted(str(p) for p in fs.glob(path))
@@ -217,7 +218,7 @@ def fetch_source(
     if source.local is not None:
         return source.local
     url = source.location
-    fs, path = _filesystem(url, dict(storage_options or {}))
+    fs, path = filesystem_for(url, dict(storage_options or {}))
     try:
         info = fs.info(path)
     except FileNotFoundError as exc:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
@@ -43,7 +44,9 @@ _OPTIONS = REDACTION_OPTIONS | {"baton_cassette", "baton_fsync"}
 class Recorder:
     """Record every HTTP exchange that passes the filters into ``baton_cassette``."""
 
-    def __init__(self) -> None:
+    def __init__(self, open_writer: Callable[..., Any] | None = None) -> None:
+        self._open_writer = open_writer or CassetteWriter
+        """Opens the cassette: CassetteWriter, or record's RotatingWriter (proxy/rotation.py)."""
         self._writer: CassetteWriter | None = None
         self._redactor: Redactor | None = None
         self._conversations = ConversationRecorder()
@@ -95,7 +98,7 @@ class Recorder:
         try:
             redactor = redactor_from_options(ctx.options)
             self._redactor = redactor
-            self._writer = CassetteWriter(
+            self._writer = self._open_writer(
                 path,
                 redactor=redactor,
                 fsync=ctx.options.baton_fsync,
@@ -108,6 +111,8 @@ class Recorder:
         logger.info("baton: recording into %s", path)
 
     def _selected(self, flow: http.HTTPFlow) -> bool:
+        if flow.metadata.get("baton_sample", "keep") != "keep":
+            return False  # left out by --sample / --per-endpoint-limit (proxy/sampling.py)
         hosts = ctx.options.baton_only_hosts
         if hosts and not any(
             fnmatch.fnmatchcase(flow.request.pretty_host.lower(), h.lower()) for h in hosts

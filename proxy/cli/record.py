@@ -11,6 +11,13 @@ import click
 from baton.cassettes.writer import FsyncPolicy
 from baton.proxy.cli.contract import live_checks, live_summary, spec_option
 from baton.proxy.cli.errors import InputError
+from baton.proxy.cli.fleet import (
+    FleetFlags,
+    FleetRecording,
+    ObservabilityFlags,
+    fleet_options,
+    observability_options,
+)
 from baton.proxy.cli.options import (
     RedactionFlags,
     configure_logging,
@@ -29,8 +36,8 @@ __all__ = ["record"]
     "--output",
     "cassette",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Cassette to append to (created if missing).",
+    help="Cassette to append to (created if missing); with rotation a directory, a prefix "
+    "ending in /, or a URL (s3://bucket/prefix/, any fsspec URL) for the shards.",
 )
 @mode_option(
     default="regular",
@@ -58,10 +65,12 @@ __all__ = ["record"]
     help="Bodies longer than this (e.g. 16MB, 512KB, 1GB) pass through and are written in "
     "pieces, never held whole; server-sent events and bodies without a length always are.",
 )
+@fleet_options
+@observability_options
 @spec_option
 @mitmproxy_options("Any mitmproxy option, as with mitmdump --set.")
 def record(
-    cassette: Path,
+    cassette: str,
     modes: tuple[str, ...],
     listen_host: str,
     listen_port: int,
@@ -74,6 +83,8 @@ def record(
     extra: tuple[str, ...],
     verbose: int,
     quiet: bool,
+    fleet: FleetFlags,
+    observability: ObservabilityFlags,
 ) -> None:
     """Run a proxy that records every exchange through it into CASSETTE.
 
@@ -90,6 +101,9 @@ def record(
     from baton.proxy.status import RecordingStatus
 
     configure_logging(verbose, quiet)
+    observability.start_logging(quiet)
+    # Rotation, sampling, object storage, metrics: checked here, exit 2 before listening.
+    fleet_recording = FleetRecording.prepare(cassette, fleet, observability)
     settings = ProxySettings(
         modes=modes,
         listen_host=listen_host,
@@ -103,19 +117,27 @@ def record(
             "baton_fsync": fsync,
             "baton_stream_threshold": stream_threshold,
             # Last, so the writer opens once, with every rule in place.
-            "baton_cassette": str(cassette),
+            "baton_cassette": fleet_recording.cassette_option,
         },
     )
-    recorder = Recorder()
+    recorder = Recorder(open_writer=fleet_recording.open_writer)
     checks = live_checks(spec)
-    status = RecordingStatus(recorder, cassette, quiet=quiet)
+    status = RecordingStatus(recorder, fleet_recording.location, quiet=quiet)
+
+    def tick() -> None:
+        status.tick()
+        fleet_recording.tick()
+
+    addons = [*fleet_recording.addons_before(), recorder, *checks, *fleet_recording.addons_after()]
+    fleet_recording.start(recorder)
     try:
-        asyncio.run(run_proxy(settings, [recorder, *checks], status.ready, status.tick))
+        asyncio.run(run_proxy(settings, addons, status.ready, tick))
     except ProxyStartupError as exc:
         raise InputError(str(exc)) from exc
     finally:
         recorder.done()
         status.stop()
+        fleet_recording.finish(quiet)
     status.summary()
     live_summary(checks)
     if recorder.failed:

@@ -11,6 +11,12 @@ import click
 
 from baton.proxy.cli.contract import live_checks, live_summary, spec_option
 from baton.proxy.cli.errors import InputError, user_errors
+from baton.proxy.cli.fleet import (
+    ObservabilityFlags,
+    observability_options,
+    replay_observers,
+    serve_replay_metrics,
+)
 from baton.proxy.cli.options import (
     RedactionFlags,
     configure_logging,
@@ -77,6 +83,7 @@ __all__ = ["replay"]
 )
 @redaction_options
 @click.option("--fail-on-miss", is_flag=True, help="Exit 1 at the end if any request missed.")
+@observability_options
 @spec_option
 @mitmproxy_options("Any mitmproxy option (implies the mitmproxy path).")
 def replay(
@@ -99,6 +106,7 @@ def replay(
     extra: tuple[str, ...],
     verbose: int,
     quiet: bool,
+    observability: ObservabilityFlags,
 ) -> None:
     """Answer requests from CASSETTE... in place of the recorded services.
 
@@ -113,6 +121,7 @@ def replay(
       curl http://127.0.0.1:9000/products
     """
     configure_logging(verbose, quiet)
+    observability.activate(quiet)
     # Paths, globs, directories and s3://... URLs (copied to a local cache) as local files.
     cassettes = local_cassettes(cassettes)
     mode = RecordMode(record_mode)
@@ -189,6 +198,8 @@ def _replay_fast(
     )
 
     status = ReplayStatus(lambda: index, quiet=quiet)
+    # --metrics-port: served and missed requests are the index's own counts, read when scraped.
+    serve_replay_metrics(lambda: index)
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
@@ -255,6 +266,7 @@ def _replay_mitmproxy(
     )
     replayer = Replayer()
     status = ReplayStatus(lambda: replayer.index, quiet=quiet)
+    serve_replay_metrics(lambda: replayer.index)
 
     def ready(addresses: list[tuple[str, int]]) -> None:
         where = ", ".join(format_address(h, p) for h, p in addresses)
@@ -269,7 +281,8 @@ def _replay_mitmproxy(
         status.start()
 
     try:
-        asyncio.run(run_proxy(settings, [replayer, *checks], ready, status.tick))
+        addons = [replayer, *checks, *replay_observers()]
+        asyncio.run(run_proxy(settings, addons, ready, status.tick))
     except ProxyStartupError as exc:
         raise InputError(str(exc)) from exc
     finally:
