@@ -7,6 +7,8 @@ sent, content-encoding kept; ``.content`` would decode and can raise) and
 
 from __future__ import annotations
 
+from typing import Any
+
 from mitmproxy import http
 
 from baton.cassettes.model import Headers, Interaction, Request, Response
@@ -64,7 +66,7 @@ def interaction_from_flow(flow: http.HTTPFlow) -> Interaction:
     duration_ms = None
     if end is not None and request.timestamp_start is not None:
         duration_ms = round((end - request.timestamp_start) * 1000.0, 3)
-    tags: dict[str, str] = {}
+    tags: dict[str, Any] = {}
     client = flow.client_conn
     mode = getattr(client, "proxy_mode", None)
     if mode is not None:
@@ -74,6 +76,9 @@ def interaction_from_flow(flow: http.HTTPFlow) -> Interaction:
     if response is not None and flow.error is not None:
         # The answer came, then broke off (a stream reset): keep why.
         tags["error_after_response"] = flow.error.msg
+    state = flow.metadata.get("baton_state")
+    if state is not None:  # stamped by the Recorder as the request came (replay/state.py)
+        tags["state"] = state
     return Interaction(
         id=flow.id,
         request=request_from_flow(request),

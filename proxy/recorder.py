@@ -25,7 +25,7 @@ from baton.cassettes.errors import CassetteError, RedactionError
 from baton.cassettes.model import Interaction
 from baton.cassettes.redaction import Redactor
 from baton.cassettes.writer import CassetteWriter, FsyncPolicy, PartStream
-from baton.proxy.flows import interaction_from_flow
+from baton.proxy.flows import interaction_from_flow, request_from_flow
 from baton.proxy.redaction_options import (
     REDACTION_OPTIONS,
     declare_redaction_options,
@@ -33,12 +33,14 @@ from baton.proxy.redaction_options import (
 )
 from baton.proxy.stream_recording import StreamRecorder, parse_size
 from baton.proxy.websocket_recording import ConversationRecorder
+from baton.replay.state import SessionBy, StateCounter, StateRules
 
 __all__ = ["Recorder"]
 
 logger = logging.getLogger(__name__)
 
 _OPTIONS = REDACTION_OPTIONS | {"baton_cassette", "baton_fsync"}
+_STATE_OPTIONS = {"baton_session_by", "baton_state_reads", "baton_state_writes"}
 
 
 class Recorder:
@@ -61,6 +63,8 @@ class Recorder:
         """Exchanges left out by the host and path filters."""
         self.discarded = False
         """True when the cassette was created for this run and removed again, nothing recorded."""
+        self._state = StateCounter()
+        """Writes seen per session, for each interaction's ``state`` tag (replay/state.py)."""
 
     def load(self, loader: object) -> None:
         add = loader.add_option  # type: ignore[attr-defined]
@@ -82,8 +86,24 @@ class Recorder:
             "Bodies longer than this are streamed to the cassette in pieces, never held whole; "
             "server-sent events and bodies without a length always are.",
         )
+        add(
+            "baton_session_by",
+            str,
+            "none",
+            "Count writes per session for stateful replay: header:NAME, cookie:NAME, client, none.",
+        )
+        add("baton_state_reads", Sequence[str], [], "Routes 'METHOD /glob' that change nothing.")
+        add("baton_state_writes", Sequence[str], [], "Routes 'METHOD /glob' that change state.")
 
     def configure(self, updated: set[str]) -> None:
+        if updated.intersection(_STATE_OPTIONS):
+            try:
+                self._state = StateCounter(
+                    StateRules.build(ctx.options.baton_state_reads, ctx.options.baton_state_writes),
+                    SessionBy.parse(ctx.options.baton_session_by),
+                )
+            except ValueError as exc:
+                raise exceptions.OptionsError(str(exc)) from exc
         if "baton_stream_threshold" in updated:
             try:
                 self._streams.threshold = parse_size(ctx.options.baton_stream_threshold)
@@ -121,6 +141,14 @@ class Recorder:
         paths = ctx.options.baton_only_paths
         path = flow.request.path.split("?", 1)[0]
         return not paths or any(fnmatch.fnmatchcase(path, p) for p in paths)
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        # Counted as requests arrive: an interaction's writes are the ones before it began.
+        if self._writer is not None and self._selected(flow):
+            peer = flow.client_conn.peername
+            flow.metadata["baton_state"] = self._state.stamp(
+                request_from_flow(flow.request), f"{peer[0]}:{peer[1]}" if peer else None
+            )
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         self._stream_if_needed(flow, request=True)

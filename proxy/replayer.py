@@ -32,7 +32,7 @@ from pathlib import Path
 from mitmproxy import ctx, exceptions, http
 
 from baton.cassettes.errors import CassetteError, RedactionError
-from baton.cassettes.model import Interaction
+from baton.cassettes.model import Interaction, Response
 from baton.cassettes.repair import backup_path
 from baton.cassettes.writer import CassetteWriter, PartStream
 from baton.proxy.flows import interaction_from_flow, request_from_flow
@@ -41,6 +41,7 @@ from baton.proxy.websocket_recording import ConversationRecorder
 from baton.replay.index import ExhaustedPolicy, Index, Miss
 from baton.replay.options import ReplayOptions
 from baton.replay.record_mode import RecordMode
+from baton.replay.run_log import write_run_log
 from baton.replay.server import ROUTE_HEADER, RoutedReplayServer
 from baton.replay.streaming import is_streamed
 
@@ -49,9 +50,10 @@ __all__ = ["Replayer", "flow_response", "latency_scale"]
 logger = logging.getLogger(__name__)
 
 
-def flow_response(interaction: Interaction) -> http.Response:
-    """A mitmproxy response carrying the recorded one byte for byte."""
-    recorded = interaction.response
+def flow_response(interaction: Interaction, rewritten: Response | None = None) -> http.Response:
+    """A mitmproxy response carrying the recorded one byte for byte (or ``rewritten``, the
+    Index's answer made for this request: live values, shifted dates, trace context)."""
+    recorded = rewritten if rewritten is not None else interaction.response
     if recorded is None:
         return http.Response.make(
             502,
@@ -127,6 +129,9 @@ class Replayer:
         self._routed_start: asyncio.Task[RoutedReplayServer] | None = None
         self._conversations = ConversationRecorder()
         """Forwarded WebSocket conversations being recorded (new_episodes, all)."""
+        self.run_log: Path | None = None
+        """Where ``done`` writes what was served (``--run-log``; replay/run_log.py)."""
+        self._cassettes: list[Path] = []
 
     def load(self, loader: object) -> None:
         add = loader.add_option  # type: ignore[attr-defined]
@@ -164,18 +169,38 @@ class Replayer:
             "Wait the recorded duration times this scale (e.g. 1, 0.5) before answering a hit; "
             "unset answers at once.",
         )
+        add("baton_state", bool, True, "Answer reads from the recording made in the same state.")
+        add(
+            "baton_session_by",
+            str,
+            "none",
+            "Separate state and queue positions per session: header:NAME, cookie:NAME, client.",
+        )
+        add("baton_dynamic", Sequence[str], [], "Dynamic value rules: $.id, header:ETag, ...")
+        add(
+            "baton_detect_dynamic",
+            bool,
+            True,
+            "Find dynamic values in the recording and generated ones (UUIDs, times) by shape.",
+        )
+        add("baton_shift_time", str | None, None, "Move answers' dates to now (or this ISO time).")
+        add("baton_time_fields", Sequence[str], [], "JSON fields holding epoch times to shift.")
+        add("baton_run_log", str | None, None, "Write what was served here when done.")
         # What new_episodes and all write is redacted by the same rules as a recording.
         declare_redaction_options(add)
 
     def configure(self, updated: set[str]) -> None:
+        if "baton_run_log" in updated:
+            self.run_log = Path(ctx.options.baton_run_log) if ctx.options.baton_run_log else None
         if "baton_replay_latency" in updated:
             self.latency_scale = latency_scale(ctx.options.baton_replay_latency)
             self._stop_routed()  # it paces streams by the old scale
         # The index is rebuilt (and its counts start over) only when what it holds changes.
-        index_blind = {"baton_cassette", "baton_replay_latency"}
+        index_blind = {"baton_cassette", "baton_replay_latency", "baton_run_log"}
         if not any(name.startswith("baton_") and name not in index_blind for name in updated):
             return
         paths = [Path(p) for p in ctx.options.baton_replay]
+        self._cassettes = paths
         if not paths:
             self.index = None
             return
@@ -187,6 +212,12 @@ class Replayer:
             ignore_fields=ctx.options.baton_ignore_fields,
             match_secrets=ctx.options.baton_match_secrets,
             on_exhausted=ctx.options.baton_on_exhausted,
+            state=ctx.options.baton_state,
+            session_by=ctx.options.baton_session_by,
+            dynamic=ctx.options.baton_dynamic,
+            detect_dynamic=ctx.options.baton_detect_dynamic,
+            shift_time=ctx.options.baton_shift_time,
+            time_fields=ctx.options.baton_time_fields,
         )
         try:
             existed = paths[0].exists()
@@ -220,7 +251,12 @@ class Replayer:
                 flow.metadata["baton_forward"] = True
             return
         forwarding = self._mode is RecordMode.NEW_EPISODES
-        result = index.lookup(request_from_flow(flow.request), forwarding=forwarding)
+        peer = flow.client_conn.peername
+        result = index.lookup(
+            request_from_flow(flow.request),
+            forwarding=forwarding,
+            client=f"{peer[0]}:{peer[1]}" if peer else None,
+        )
         if isinstance(result, Miss):
             if forwarding:
                 flow.metadata["baton_forward"] = True
@@ -231,7 +267,7 @@ class Replayer:
         if needs_routing(result.interaction):
             await self._route(flow, result.number)
             return
-        flow.response = flow_response(result.interaction)
+        flow.response = flow_response(result.interaction, result.response)
         recorded_ms = result.interaction.duration_ms
         if self.latency_scale and recorded_ms:
             await asyncio.sleep(recorded_ms / 1000.0 * self.latency_scale)
@@ -334,5 +370,10 @@ class Replayer:
 
     def done(self) -> None:
         self._stop_routed()
+        if self.run_log is not None and self.index is not None:
+            try:
+                write_run_log(self.run_log, self.index, self._cassettes)
+            except OSError as exc:
+                logger.error("baton: could not write the run log %s: %s", self.run_log, exc)
         if self._writer is not None:
             self._close_writer()

@@ -44,6 +44,7 @@ from baton.cassettes.redaction import (
     parse_json_path,
     redact_header_value,
 )
+from baton.replay.graphql import normalise as graphql_normalise
 
 __all__ = [
     "DEFAULT_MATCHERS",
@@ -160,6 +161,10 @@ def _path(request: Request, config: MatchConfig) -> KeyPart:
 
 def _query(request: Request, config: MatchConfig) -> KeyPart:
     secrets = config.secrets
+    if request.method.upper() == "GET" and any(n == "query" for n, _ in request.query):
+        operation = _graphql_get(request.query)
+        if operation is not None:
+            return operation.key()
     pairs = []
     for name, value in request.query:
         if name in config.ignore_query:
@@ -170,6 +175,20 @@ def _query(request: Request, config: MatchConfig) -> KeyPart:
             value = secrets.in_text(value)
         pairs.append((name, value))
     return tuple(sorted(pairs))
+
+
+def _graphql_get(query: tuple[tuple[str, str], ...]) -> Any:
+    """A GraphQL request sent by GET (``?query=...&variables=...``), normalised, or None."""
+    fields = dict(query)
+    document: dict[str, Any] = {"query": fields.get("query")}
+    if "operationName" in fields:
+        document["operationName"] = fields["operationName"]
+    if "variables" in fields:
+        try:
+            document["variables"] = json.loads(fields["variables"])
+        except (ValueError, RecursionError):
+            return None
+    return graphql_normalise(document)
 
 
 def _content_type(request: Request) -> str:
@@ -203,6 +222,10 @@ def _body(request: Request, config: MatchConfig) -> KeyPart:
         except (ValueError, RecursionError):
             pass
         else:
+            operation = graphql_normalise(document) if b'"query"' in body else None
+            if operation is not None:
+                # All of GraphQL goes to one URL: the operation, normalised, is the request.
+                return operation.key()
             document = _normalise_json(document, config)
             return ("json", json.dumps(document, sort_keys=True, separators=(",", ":")))
     if "x-www-form-urlencoded" in content_type:
@@ -367,7 +390,30 @@ def _json_differences(expected: Any, got: Any, where: str = "") -> list[str]:
     return []
 
 
+def _graphql_mismatch(name: str, expected: KeyPart, got: KeyPart) -> Mismatch:
+    """Name the operation, then what differed: the operation, its fields, or a variable."""
+    _, expected_name, expected_text, expected_variables = expected
+    _, got_name, got_text, got_variables = got
+    operation = f"GraphQL operation {got_name or '(anonymous)'}"
+    if expected_name != got_name:
+        return Mismatch(name, f"GraphQL operation {expected_name or '(anonymous)'}", operation)
+    if expected_text != got_text:
+        return Mismatch(
+            name,
+            f"{operation}: {_show(expected_text, 200)}",
+            f"fields differ: {_show(got_text, 200)}",
+        )
+    differences = _json_differences(
+        json.loads(expected_variables), json.loads(got_variables), "variables"
+    )
+    return Mismatch(
+        name, f"{operation} with variables {expected_variables}", "; ".join(differences[:5])
+    )
+
+
 def _mismatch(name: str, expected: KeyPart, got: KeyPart) -> Mismatch:
+    if expected[:1] == got[:1] == ("graphql",):
+        return _graphql_mismatch(name, expected, got)
     if name == "body" and expected[0] == got[0] == "json":
         fields = _json_differences(json.loads(expected[1]), json.loads(got[1]))
         return Mismatch(name, _show(expected), "; ".join(fields[:5]) or _show(got))

@@ -12,9 +12,12 @@ from typing import Any
 from baton.cassettes.model import Interaction
 from baton.cassettes.reader import read_cassette
 from baton.cassettes.redaction import RedactionRules, Redactor, load_or_create_key
+from baton.replay.dynamic_values import DynamicRules
 from baton.replay.index import ExhaustedPolicy, Index
 from baton.replay.matching import MatchConfig, SecretPolicy
 from baton.replay.record_mode import RecordMode
+from baton.replay.state import SessionBy
+from baton.replay.time_shift import parse_target
 
 __all__ = ["ReplayOptions", "recorded_origins"]
 
@@ -33,6 +36,19 @@ class ReplayOptions:
     record_mode: str = RecordMode.NONE.value
     redaction: dict[str, Any] = field(default_factory=dict)
     """``baton_redact_*`` options for what ``new_episodes`` and ``all`` record (empty: defaults)."""
+    state: bool = True
+    """Answer reads from the recording made in the same state (replay/state.py)."""
+    session_by: str = "none"
+    dynamic: Sequence[str] = ()
+    """Declared dynamic and generated value rules (replay/dynamic_values.py)."""
+    detect_dynamic: bool = True
+    """Find dynamic values in the recording and generated ones by shape; off: declared only."""
+    shift_time: str | None = None
+    """``now`` or an ISO time to move answers' dates to (replay/time_shift.py); None: as recorded."""
+    time_fields: Sequence[str] = ()
+    run_log: str | None = None
+    """Where to write what was served when the replay stops (replay/run_log.py)."""
+    fail_on_unused: bool = False
 
     def match_config(self, *, address: bool) -> MatchConfig:
         """The ``MatchConfig``; ``address=False`` in reverse mode. Raises ``ValueError``."""
@@ -49,8 +65,19 @@ class ReplayOptions:
         )
 
     def index(self, interactions: Iterable[Interaction], *, address: bool) -> Index:
-        """An ``Index`` over ``interactions`` under these options."""
-        return Index(interactions, self.match_config(address=address), self.on_exhausted)
+        """An ``Index`` over ``interactions`` under these options. Raises ``ValueError``."""
+        return Index(
+            interactions,
+            self.match_config(address=address),
+            self.on_exhausted,
+            state=self.state,
+            session_by=SessionBy.parse(self.session_by),
+            dynamic=DynamicRules.parse(
+                self.dynamic, detect=self.detect_dynamic, generated=self.detect_dynamic
+            ),
+            shift_time=None if self.shift_time is None else parse_target(self.shift_time),
+            time_fields=self.time_fields,
+        )
 
     def load(self, cassettes: Iterable[Path], *, address: bool) -> Index:
         """Read the cassettes that exist and index them, in the order given."""
@@ -71,6 +98,13 @@ class ReplayOptions:
             "baton_miss_status": self.miss_status,
             "baton_replay_address": address,
             "baton_replay": [str(p) for p in cassettes],
+            "baton_state": self.state,
+            "baton_session_by": self.session_by,
+            "baton_dynamic": list(self.dynamic),
+            "baton_detect_dynamic": self.detect_dynamic,
+            "baton_shift_time": self.shift_time,
+            "baton_time_fields": list(self.time_fields),
+            "baton_run_log": self.run_log,
             **self.redaction,
         }
 

@@ -141,11 +141,16 @@ class _Connection(asyncio.Protocol):
         self._upgrade: Request | None = None
         self._paused = False
         self._resumed: asyncio.Future[None] | None = None
+        self._client: str | None = None
+        """The client's address, for ``--session-by client``."""
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         self._server._connections.add(self)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self._client = f"{peer[0]}:{peer[1]}"
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server._connections.discard(self)
@@ -241,11 +246,11 @@ class _Connection(asyncio.Protocol):
             await self._stream(*streaming)
         while self._queue:
             item = self._queue[0]
-            delay = self._server.delay_for(item.request)
+            delay = self._server.delay_for(item.request, self._client)
             if delay:
                 await asyncio.sleep(delay)
             self._queue.popleft()
-            answer = self._server.respond(item.request)
+            answer = self._server.respond(item.request, self._client)
             if type(answer) is bytes:
                 self._reply(answer, item.keep_alive)
             else:
@@ -253,7 +258,7 @@ class _Connection(asyncio.Protocol):
                 await self._stream(answer, item.keep_alive)
 
     def _answer(self, item: _Parsed) -> None:
-        answer = self._server.respond(item.request)
+        answer = self._server.respond(item.request, self._client)
         if type(answer) is bytes:
             self._reply(answer, item.keep_alive)
             return
@@ -316,13 +321,13 @@ class ReplayServer:
             return StreamedAnswer.of(interaction, serialize_response(response, head_only=True))
         return serialize_response(response)
 
-    def find(self, request: Request) -> Hit | Miss:
+    def find(self, request: Request, client: str | None = None) -> Hit | Miss:
         """The recorded interaction that answers ``request`` (every answer is looked up here)."""
-        return self.index.lookup(request)
+        return self.index.lookup(request, client=client)
 
-    def respond(self, request: Request) -> bytes | StreamedAnswer:
+    def respond(self, request: Request, client: str | None = None) -> bytes | StreamedAnswer:
         """What answers ``request``: a recorded response (bytes, or a stream), or the miss report."""
-        result = self.find(request)
+        result = self.find(request, client)
         if isinstance(result, Miss):
             logger.warning("%s", result.report())
             return miss_response(result, self.miss_status)
@@ -337,6 +342,8 @@ class ReplayServer:
         return answer.head + b"".join(b"".join(answer.frame(c.data)) for c in held) + answer.end
 
     def _answer_for(self, hit: Hit, *, head_only: bool) -> bytes | StreamedAnswer:
+        if hit.response is not None:  # rewritten for this request: made afresh, never cached
+            return serialize_response(hit.response, head_only=head_only)
         number = hit.number
         while number >= len(self._responses):
             self._responses.append(None)
@@ -358,12 +365,12 @@ class ReplayServer:
 
         return accept_websocket(self, connection, request, rest)
 
-    def delay_for(self, request: Request) -> float:
+    def delay_for(self, request: Request, client: str | None = None) -> float:
         """Seconds to wait before answering, under ``--replay-latency``."""
         if self.latency_scale is None:
             return 0.0
         # Peek without consuming: the real lookup happens when answering.
-        upcoming = self.index.peek(request)
+        upcoming = self.index.peek(request, client)
         if upcoming is None or is_streamed(upcoming):
             return 0.0  # a stream keeps its own time, piece by piece
         return (upcoming.duration_ms or 0.0) / 1000.0 * self.latency_scale
@@ -413,7 +420,7 @@ class RoutedReplayServer(ReplayServer):
     the fast path would. A request without the header is a miss.
     """
 
-    def find(self, request: Request) -> Hit | Miss:
+    def find(self, request: Request, client: str | None = None) -> Hit | Miss:
         named = header_values(request.headers, ROUTE_HEADER)
         if named and named[0].isdigit() and int(named[0]) < len(self.index.interactions):
             number = int(named[0])

@@ -139,7 +139,19 @@ def shop_app(version: int) -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("app", choices=["httpbin", "echo", "shop-v1", "shop-v2", "streams"])
+    parser.add_argument(
+        "app",
+        choices=[
+            "httpbin",
+            "echo",
+            "shop-v1",
+            "shop-v2",
+            "streams",
+            "fidelity-shop",
+            "graphql-v1",
+            "graphql-v2",
+        ],
+    )
     parser.add_argument("fd", type=int)
     parser.add_argument("--cert")
     parser.add_argument("--key")
@@ -165,6 +177,14 @@ def main() -> None:
         from tests.stream_apps import app as streams_app
 
         asyncio.run(serve(streams_app, config, mode="asgi"))
+    elif args.app == "fidelity-shop":
+        from tests.shop_apps import shop_app as fidelity_shop
+
+        asyncio.run(serve(fidelity_shop(), config, mode="asgi"))
+    elif args.app.startswith("graphql-v"):
+        from tests.shop_apps import graphql_app
+
+        asyncio.run(serve(graphql_app(int(args.app[-1])), config, mode="asgi"))
     elif args.app.startswith("shop-v"):
         asyncio.run(serve(shop_app(int(args.app[-1])), config, mode="asgi"))
     else:

@@ -11,6 +11,7 @@ import click
 from baton.cassettes.writer import FsyncPolicy
 from baton.proxy.cli.contract import live_checks, live_summary, spec_option
 from baton.proxy.cli.errors import InputError
+from baton.proxy.cli.fidelity import record_state_options
 from baton.proxy.cli.fleet import (
     FleetFlags,
     FleetRecording,
@@ -67,6 +68,7 @@ __all__ = ["record"]
 )
 @fleet_options
 @observability_options
+@record_state_options
 @spec_option
 @mitmproxy_options("Any mitmproxy option, as with mitmdump --set.")
 def record(
@@ -79,6 +81,7 @@ def record(
     only_path: tuple[str, ...],
     fsync: str,
     stream_threshold: str,
+    state_options: dict[str, object],
     spec: Path | None,
     extra: tuple[str, ...],
     verbose: int,
@@ -116,6 +119,8 @@ def record(
             "baton_only_paths": list(only_path),
             "baton_fsync": fsync,
             "baton_stream_threshold": stream_threshold,
+            # Writes counted per session, for stateful replay (replay/state.py).
+            **state_options,
             # Last, so the writer opens once, with every rule in place.
             "baton_cassette": fleet_recording.cassette_option,
         },

@@ -11,6 +11,7 @@ import click
 
 from baton.proxy.cli.contract import live_checks, live_summary, spec_option
 from baton.proxy.cli.errors import InputError, user_errors
+from baton.proxy.cli.fidelity import FidelityFlags, fidelity_options, finish_replay
 from baton.proxy.cli.fleet import (
     ObservabilityFlags,
     observability_options,
@@ -83,6 +84,7 @@ __all__ = ["replay"]
 )
 @redaction_options
 @click.option("--fail-on-miss", is_flag=True, help="Exit 1 at the end if any request missed.")
+@fidelity_options
 @observability_options
 @spec_option
 @mitmproxy_options("Any mitmproxy option (implies the mitmproxy path).")
@@ -102,6 +104,7 @@ def replay(
     replay_latency: float | None,
     redaction: RedactionFlags,
     fail_on_miss: bool,
+    fidelity: FidelityFlags,
     spec: Path | None,
     extra: tuple[str, ...],
     verbose: int,
@@ -136,6 +139,8 @@ def replay(
         record_mode=mode.value,
         # What new_episodes and all record is redacted as `baton record` would.
         redaction=redaction.addon_options(),
+        # State, sessions, dynamic values, time, the run log (proxy/cli/fidelity.py).
+        **fidelity.replay_options(),
     )
     for path in cassettes:
         may_be_missing = mode in (RecordMode.ONCE, RecordMode.ALL) and path == cassettes[0]
@@ -230,7 +235,8 @@ def _replay_fast(
     asyncio.run(serve())
     for line in replay_summary(index):
         click.echo(line, err=True)
-    if fail_on_miss and index.misses:
+    unused = finish_replay(index, options, cassettes, write_log=True)
+    if (fail_on_miss and index.misses) or unused:
         sys.exit(1)
 
 
@@ -298,7 +304,8 @@ def _replay_mitmproxy(
                 f"into {cassettes[0]}",
                 err=True,
             )
-        if fail_on_miss and replayer.index.misses:
+        unused = finish_replay(replayer.index, options, cassettes, write_log=False)
+        if (fail_on_miss and replayer.index.misses) or unused:
             sys.exit(1)
 
 

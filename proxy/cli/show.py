@@ -20,6 +20,7 @@ from baton.cassettes.display import (
 )
 from baton.cassettes.reader import CassetteReader
 from baton.proxy.cli.errors import InputError, quiet_broken_pipe, user_errors
+from baton.proxy.cli.fidelity import show_dynamic, show_graphql
 from baton.proxy.cli.options import configure_logging
 from baton.proxy.cli.sources import CASSETTE_LOCATION, local_cassette
 
@@ -86,6 +87,14 @@ def _statuses(
     help="Only answers with this status, class, or no answer at all (repeatable).",
 )
 @click.option(
+    "--dynamic",
+    "dynamic",
+    is_flag=True,
+    help="List the dynamic values replay recognises: each response value a later request "
+    "sent back, where it came from and where it returned.",
+)
+@click.option("--graphql", is_flag=True, help="List the GraphQL operations by name, with counts.")
+@click.option(
     "--summary",
     is_flag=True,
     help="One line per interaction (number, method, URL, status, sizes, duration), then totals.",
@@ -105,6 +114,8 @@ def show(
     paths: tuple[str, ...],
     statuses: tuple[str, ...],
     summary: bool,
+    dynamic: bool,
+    graphql: bool,
     html: bool,
 ) -> None:
     """Print the interactions of CASSETTE, as they are read.
@@ -122,6 +133,10 @@ def show(
       baton show api.cassette --html > api.html
     """
     configure_logging(0, False)
+    if dynamic or graphql:  # views of their own (proxy/cli/fidelity.py)
+        with user_errors():
+            (show_dynamic if dynamic else show_graphql)(Path(cassette))
+        return
     cassette = local_cassette(cassette)  # a path, a glob naming one, or a URL
     if summary and fmt == "json":
         raise InputError("--summary is a text view; leave out --format json (or --summary)")

@@ -1,0 +1,506 @@
+"""Dynamic values: ids, tokens and ETags a service made up, and values a client generated.
+
+Two kinds of value differ between a recording and a replay without meaning a
+different request:
+
+* **dynamic values** the service generated and the client sends back later:
+  an order id in ``POST /orders``'s answer and then in ``GET /orders/ID``, a
+  login token in later ``Authorization`` headers, an ``ETag`` in
+  ``If-Match``. They are found in the recording (a response value that
+  reappears in a later request; ``detect``) or declared
+  (``dynamic = ["$.id", "header:ETag", "cookie:session"]``).
+* **generated values** the client made up: UUIDs, timestamps (by shape) and
+  declared fields (``request:$.nonce``, ``request:header:X-Request-Id``).
+
+In a request's match key both become placeholders (``template``), so a
+live request that carries another value in the same place still matches.
+Where a live value differs from the recorded one, the session learns the
+pair and answers carry the live value wherever the recording had the
+recorded one (``substitute``): the id a test generated comes back in the
+answer, as the real service would have echoed it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Container, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from baton.cassettes.model import Headers, Interaction, Request, Response, header_values
+from baton.cassettes.redaction import PLACEHOLDER_PATTERN, parse_json_path
+
+__all__ = [
+    "DYNAMIC",
+    "GENERATED",
+    "TRACE_HEADERS",
+    "DynamicRules",
+    "DynamicValue",
+    "Templated",
+    "detect",
+    "substitute",
+    "template",
+]
+
+DYNAMIC = "{baton:dynamic}"
+GENERATED = "{baton:generated}"
+
+TRACE_HEADERS = frozenset(
+    {
+        "traceparent",
+        "tracestate",
+        "b3",
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-parentspanid",
+        "x-b3-sampled",
+        "x-b3-flags",
+    }
+)
+"""Trace context: never part of a match key, echoed back as the live request sent it."""
+
+# Headers whose values are about the connection or the framing, never an id sent back.
+_PLAIN_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "content-type",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "connection",
+        "user-agent",
+        "transfer-encoding",
+        "date",
+    }
+)
+
+UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+ISO_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?"
+)
+_EPOCH_SECONDS = (946_684_800, 4_102_444_800)  # 2000-01-01 .. 2100-01-01
+_NONCE_NAME = re.compile(r"nonce|request[-_]?id|idempotency|correlation", re.IGNORECASE)
+_HEADER_TOKEN = re.compile(r'[^\s,;="]+')
+_JSON_LIMIT = 1 << 20
+"""Bodies larger than this are not searched for values (they count by their digest)."""
+
+
+def is_generated_shape(value: str, *, in_path: bool = False) -> bool:
+    """True for a UUID, and (outside the path) an ISO-8601 time or an epoch time in 2000-2100."""
+    if UUID.fullmatch(value):
+        return True
+    if in_path:
+        return False
+    if ISO_TIME.fullmatch(value):
+        return True
+    if value.isdigit() and len(value) in (10, 13):
+        seconds = int(value) // (1000 if len(value) == 13 else 1)
+        return _EPOCH_SECONDS[0] <= seconds <= _EPOCH_SECONDS[1]
+    return False
+
+
+def _looks_generated_by_server(value: str) -> bool:
+    """Worth noticing when it comes back: long enough, or id-like (letters and digits)."""
+    if len(value) > 512 or PLACEHOLDER_PATTERN.fullmatch(value) or value.startswith("{baton:"):
+        return False
+    if len(value) >= 8 and not value.isalpha():
+        return True
+    return len(value) >= 4 and any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
+
+
+@dataclass(frozen=True)
+class DynamicRules:
+    """Declared dynamic values, declared generated ones, and whether to detect more."""
+
+    response_paths: tuple[tuple[str | int, ...], ...] = ()
+    response_headers: frozenset[str] = frozenset()
+    cookies: frozenset[str] = frozenset()
+    request_paths: tuple[tuple[str | int, ...], ...] = ()
+    request_headers: frozenset[str] = frozenset()
+    request_query: frozenset[str] = frozenset()
+    detect: bool = True
+    """Find dynamic values in the recording (a response value that reappears in a later request)."""
+    generated: bool = True
+    """Treat UUIDs and timestamps in requests as generated (by shape)."""
+
+    @classmethod
+    def parse(
+        cls, specs: Iterable[str], *, detect: bool = True, generated: bool = True
+    ) -> DynamicRules:
+        """Rules from ``$.path``, ``header:NAME``, ``cookie:NAME``, ``request:$.path``,
+        ``request:header:NAME``, ``request:query:NAME``; ``ValueError`` names a bad one."""
+        paths: list[tuple[str | int, ...]] = []
+        headers: set[str] = set()
+        cookies: set[str] = set()
+        request_paths: list[tuple[str | int, ...]] = []
+        request_headers: set[str] = set()
+        request_query: set[str] = set()
+        for raw in specs:
+            spec = raw.strip()
+            request_side = spec.startswith("request:")
+            rest = spec.removeprefix("request:")
+            try:
+                if rest.startswith("header:") and rest[7:].strip():
+                    (request_headers if request_side else headers).add(rest[7:].strip().lower())
+                elif rest.startswith("cookie:") and rest[7:].strip() and not request_side:
+                    cookies.add(rest[7:].strip())
+                elif rest.startswith("query:") and rest[6:].strip() and request_side:
+                    request_query.add(rest[6:].strip())
+                elif rest.startswith("$"):
+                    (request_paths if request_side else paths).append(parse_json_path(rest))
+                else:
+                    raise ValueError("unknown form")
+            except ValueError as exc:
+                raise ValueError(
+                    f"dynamic value rule {spec!r}: use $.path, header:NAME, cookie:NAME, "
+                    f"request:$.path, request:header:NAME or request:query:NAME ({exc})"
+                ) from exc
+        return cls(
+            tuple(paths),
+            frozenset(headers),
+            frozenset(cookies),
+            tuple(request_paths),
+            frozenset(request_headers),
+            frozenset(request_query),
+            detect,
+            generated,
+        )
+
+
+@dataclass(frozen=True)
+class DynamicValue:
+    """A value the service generated and a later request sent back."""
+
+    value: str
+    origin: str
+    """Where it came from: ``$.id of POST /orders (#3)``."""
+    uses: tuple[str, ...] = ()
+    """Where it came back: ``path of GET /orders/ord-1 (#4)``."""
+
+
+# -- values in a response --------------------------------------------------------------------
+
+
+def _json_document(body: bytes | None, headers: Headers) -> Any:
+    if not body or len(body) > _JSON_LIMIT:
+        return None
+    encoding = header_values(headers, "content-encoding")
+    if encoding and encoding[0].lower() not in ("identity", ""):
+        return None
+    if body.lstrip()[:1] not in (b"{", b"["):
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _scalars(node: Any, where: str = "$") -> Iterator[tuple[str, str]]:
+    """(JSON path, value as text) of every string and integer in ``node``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _scalars(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for number, value in enumerate(node):
+            yield from _scalars(value, f"{where}[{number}]")
+    elif isinstance(node, str):
+        yield where, node
+    elif isinstance(node, int) and not isinstance(node, bool):
+        yield where, str(node)
+
+
+def _path_matches(where: str, rule: tuple[str | int, ...]) -> bool:
+    try:
+        concrete = parse_json_path(where)
+    except ValueError:
+        return False
+    if len(concrete) != len(rule):
+        return False
+    return all(r == "*" or r == c for r, c in zip(rule, concrete, strict=True))
+
+
+def response_values(response: Response, rules: DynamicRules) -> Iterator[tuple[str, str, bool]]:
+    """(value, where, declared) of the values in ``response`` that a client might send back."""
+    document = _json_document(response.body, response.headers)
+    if document is not None:
+        for where, value in _scalars(document):
+            declared = any(_path_matches(where, rule) for rule in rules.response_paths)
+            if declared or _looks_generated_by_server(value):
+                yield value, where, declared
+    for name, value in response.headers:
+        lower = name.lower()
+        if lower == "etag":
+            yield (
+                value.removeprefix("W/").strip('"'),
+                "header:ETag",
+                lower in rules.response_headers,
+            )
+        elif lower == "location":
+            path = urlsplit(value).path
+            last = path.rstrip("/").rsplit("/", 1)[-1]
+            if last and (_looks_generated_by_server(last) or last.isdigit()):
+                yield unquote(last), "header:Location", lower in rules.response_headers
+        elif lower == "set-cookie":
+            cookie_name, _, rest = value.partition("=")
+            cookie_value = rest.split(";", 1)[0].strip()
+            declared = cookie_name.strip() in rules.cookies
+            if cookie_value and (declared or _looks_generated_by_server(cookie_value)):
+                yield cookie_value, f"cookie:{cookie_name.strip()}", declared
+        elif lower in rules.response_headers:
+            yield value.strip(), f"header:{name}", True
+
+
+# -- values in a request ---------------------------------------------------------------------
+
+Location = tuple[Any, ...]
+"""Where in a request a value sits: ("path", 2), ("query", "id", 0), ("body", "$.x"), ..."""
+
+
+def request_tokens(request: Request) -> Iterator[tuple[Location, str]]:
+    """Every value of ``request`` a dynamic or generated value could be, with its place."""
+    for number, segment in enumerate(request.path.split("/")):
+        if segment:
+            yield ("path", number), unquote(segment)
+    seen: dict[str, int] = {}
+    for name, value in request.query:
+        occurrence = seen.get(name, 0)
+        seen[name] = occurrence + 1
+        yield ("query", name, occurrence), value
+    document = _json_document(request.body, request.headers)
+    if document is not None:
+        for where, value in _scalars(document):
+            yield ("body", where), value
+    for number, (name, value) in enumerate(request.headers):
+        lower = name.lower()
+        if lower in _PLAIN_HEADERS or lower in TRACE_HEADERS:
+            continue
+        for token_number, token in enumerate(_HEADER_TOKEN.findall(value)):
+            yield ("header", lower, number, token_number), token.removeprefix("W/")
+
+
+def detect(interactions: Iterable[Interaction], rules: DynamicRules) -> dict[str, DynamicValue]:
+    """Values a response carried and a later request sent back (or declared ones), by value."""
+    offered: dict[str, str] = {}
+    declared: set[str] = set()
+    found: dict[str, DynamicValue] = {}
+    for number, interaction in enumerate(interactions):
+        request = interaction.request
+        if offered:
+            for location, token in request_tokens(request):
+                origin = offered.get(token)
+                if origin is None:
+                    continue
+                use = f"{_place(location)} of {request.method} {request.path} (#{number + 1})"
+                known = found.get(token)
+                if known is None:
+                    found[token] = DynamicValue(token, origin, (use,))
+                elif len(known.uses) < 20:
+                    found[token] = replace(known, uses=(*known.uses, use))
+        response = interaction.response
+        if response is None or response.chunks is not None or response.stored is not None:
+            continue
+        if not rules.detect and not (
+            rules.response_paths or rules.response_headers or rules.cookies
+        ):
+            continue
+        for value, where, is_declared in response_values(response, rules):
+            if not (is_declared or rules.detect) or value in offered:
+                continue
+            offered[value] = f"{where} of {request.method} {request.path} (#{number + 1})"
+            if is_declared:
+                declared.add(value)
+    return found
+
+
+def _place(location: Location) -> str:
+    kind = location[0]
+    if kind == "path":
+        return f"path segment {location[1]}"
+    if kind == "query":
+        return f"query {location[1]}"
+    if kind == "body":
+        return f"body {location[1]}"
+    return f"header {location[1]}"
+
+
+# -- match keys with placeholders ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Templated:
+    """A request with its dynamic and generated values replaced by placeholders."""
+
+    request: Request
+    dynamic: Mapping[Location, str] = field(default_factory=dict)
+    generated: Mapping[Location, str] = field(default_factory=dict)
+
+
+def _is_declared_generated(location: Location, rules: DynamicRules) -> bool:
+    kind = location[0]
+    if kind == "query":
+        return location[1] in rules.request_query or bool(_NONCE_NAME.search(str(location[1])))
+    if kind == "header":
+        return location[1] in rules.request_headers or bool(_NONCE_NAME.search(location[1]))
+    if kind == "body":
+        if any(_path_matches(location[1], rule) for rule in rules.request_paths):
+            return True
+        last = re.split(r"[.\[]", location[1])[-1]
+        return bool(_NONCE_NAME.search(last))
+    return False
+
+
+def template(
+    request: Request,
+    dynamic: Container[str],
+    rules: DynamicRules,
+    force: Container[Location] = (),
+) -> Templated:
+    """``request`` with placeholders for its dynamic and generated values (itself if none).
+
+    ``force``: places taken as dynamic whatever they hold, to try a request
+    that carries a value never seen against a recorded request's shape.
+    """
+    dynamic_found: dict[Location, str] = {}
+    generated_found: dict[Location, str] = {}
+    for location, token in request_tokens(request):
+        if token in dynamic or location in force:
+            dynamic_found[location] = token
+        elif _is_declared_generated(location, rules) or (
+            rules.generated and is_generated_shape(token, in_path=location[0] == "path")
+        ):
+            generated_found[location] = token
+    if not dynamic_found and not generated_found:
+        return Templated(request)
+    marks = {loc: DYNAMIC for loc in dynamic_found} | {loc: GENERATED for loc in generated_found}
+    return Templated(_with_marks(request, marks), dynamic_found, generated_found)
+
+
+def _with_marks(request: Request, marks: Mapping[Location, str]) -> Request:
+    segments = request.path.split("/")
+    for location, mark in marks.items():
+        if location[0] == "path":
+            segments[location[1]] = quote(mark)
+    query = []
+    seen: dict[str, int] = {}
+    for name, value in request.query:
+        occurrence = seen.get(name, 0)
+        seen[name] = occurrence + 1
+        query.append((name, marks.get(("query", name, occurrence), value)))
+    body = request.body
+    body_marks = {loc[1]: mark for loc, mark in marks.items() if loc[0] == "body"}
+    if body_marks:
+        document = _json_document(body, request.headers)
+        body = json.dumps(_mark_json(document, "$", body_marks), sort_keys=True).encode()
+    headers = []
+    for number, (name, value) in enumerate(request.headers):
+        lower = name.lower()
+        if lower in TRACE_HEADERS:
+            continue  # never part of a key
+        token_marks = {
+            loc[3]: mark
+            for loc, mark in marks.items()
+            if loc[0] == "header" and loc[1] == lower and loc[2] == number
+        }
+        if token_marks:
+            value = _mark_tokens(value, token_marks)
+        headers.append((name, value))
+    return replace(
+        request,
+        path="/".join(segments),
+        query=tuple(query),
+        body=body,
+        headers=tuple(headers),
+    )
+
+
+def _mark_tokens(value: str, marks: Mapping[int, str]) -> str:
+    """``value`` with its Nth header token replaced by ``marks[N]``."""
+    pieces = []
+    end = 0
+    for number, match in enumerate(_HEADER_TOKEN.finditer(value)):
+        pieces.append(value[end : match.start()])
+        pieces.append(marks.get(number, match.group(0)))
+        end = match.end()
+    pieces.append(value[end:])
+    return "".join(pieces)
+
+
+def _mark_json(node: Any, where: str, marks: Mapping[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {key: _mark_json(value, f"{where}.{key}", marks) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_mark_json(value, f"{where}[{n}]", marks) for n, value in enumerate(node)]
+    return marks.get(where, node)
+
+
+def without_trace_headers(request: Request) -> Request:
+    """``request`` without trace context headers (they never take part in matching)."""
+    if not any(name.lower() in TRACE_HEADERS for name, _ in request.headers):
+        return request
+    kept = tuple((n, v) for n, v in request.headers if n.lower() not in TRACE_HEADERS)
+    return replace(request, headers=kept)
+
+
+# -- answers carrying the live values ----------------------------------------------------------
+
+
+def _value_pattern(values: Iterable[str]) -> re.Pattern[str]:
+    ordered = sorted(values, key=len, reverse=True)  # the longest first: ord-12 before ord-1
+    alternatives = "|".join(re.escape(v) for v in ordered)
+    return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])")
+
+
+def substitute(response: Response, values: Mapping[str, str]) -> Response:
+    """``response`` with each recorded value in ``values`` replaced by its live one.
+
+    Bodies that are not plain text on the wire (compressed) and streamed ones
+    are left as they are; a ``Content-Length`` follows the new body.
+    """
+    if not values:
+        return response
+    pattern = _value_pattern(values)
+
+    def swap(match: re.Match[str]) -> str:
+        return values[match.group(0)]
+
+    headers = tuple(
+        (name, pattern.sub(swap, value) if name.lower() != "content-length" else value)
+        for name, value in response.headers
+    )
+    body = response.body
+    encoding = header_values(response.headers, "content-encoding")
+    if (
+        body
+        and response.chunks is None
+        and response.stored is None
+        and (not encoding or encoding[0].lower() == "identity")
+    ):
+        text = body.decode("utf-8", "surrogateescape")
+        changed = pattern.sub(swap, text)
+        if changed != text:
+            body = changed.encode("utf-8", "surrogateescape")
+            headers = tuple(
+                (name, str(len(body)) if name.lower() == "content-length" else value)
+                for name, value in headers
+            )
+    if body is response.body and headers == response.headers:
+        return response
+    return replace(response, headers=headers, body=body)
+
+
+def cookie_values(request: Request) -> dict[str, str]:
+    """The request's cookies by name (for show and sessions)."""
+    found: dict[str, str] = {}
+    for raw in header_values(request.headers, "cookie"):
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(raw)
+        except CookieError:
+            continue
+        for name, morsel in jar.items():
+            found[name] = morsel.value
+    return found
