@@ -36,6 +36,7 @@ from baton.replay.comparison import (
 from baton.replay.index import Hit, Index
 from baton.replay.matching import MatchConfig
 from baton.replay.resend import Outgoing, Resender, ResendError, TLSConfigError, tls_context
+from baton.replay.sharding import Shard, ShardInfo
 
 __all__ = [
     "DriftError",
@@ -105,6 +106,10 @@ class DriftReport:
     learned_noise: NoiseRules | None = None
     insecure: bool = False
     """Certificates of the target (and reference) were not checked (``--insecure``)."""
+    recorded: int = 0
+    """Interactions the recording holds, compared or not."""
+    shard: ShardInfo | None = None
+    """For a run over one shard (``--shard i/n``): what merging shard reports needs."""
 
     def counts(self) -> dict[str, int]:
         out = {c.value: 0 for c in DriftClass}
@@ -273,6 +278,7 @@ async def diff_against_target(
     progress: Callable[[int], None] | None = None,
     ca_cert: str | os.PathLike[str] | None = None,
     insecure: bool = False,
+    shard: Shard | None = None,
 ) -> DriftReport:
     """Re-send each recorded request to ``target`` and compare the answers.
 
@@ -280,6 +286,8 @@ async def diff_against_target(
     target itself by default) and every location where those two answers
     differ becomes noise for its endpoint. HTTPS certificates of both are
     checked against the system store, or ``ca_cert``, unless ``insecure``.
+    With ``shard``, only the interactions that shard holds are looked at;
+    they keep their numbers in the whole recording.
     """
     try:
         tls = tls_context(ca_cert, insecure=insecure)
@@ -320,7 +328,8 @@ async def diff_against_target(
     tasks: set[asyncio.Task[None]] = set()
     try:
         async for number, interaction in _numbered(interactions):
-            if not _selected(interaction, only):
+            report.recorded = number
+            if not _selected(interaction, only) or (shard and not shard.holds(interaction)):
                 continue
             if interaction.request.method.upper() not in SAFE_METHODS and not allow_side_effects:
                 results[number] = _outcome(
@@ -423,17 +432,29 @@ def diff_cassettes(
     only: Iterable[str] = (),
     rules: NoiseRules | None = None,
     fail_on: DriftClass = DriftClass.BREAKING,
+    shard: Shard | None = None,
 ) -> DriftReport:
-    """Compare two recordings, pairing interactions by the replay match key in recorded order."""
+    """Compare two recordings, pairing interactions by the replay match key in recorded order.
+
+    With ``shard``, only the interactions (of both) that shard holds; what
+    only the new recording has is then numbered by its place in that
+    recording, after the old one's, for ``baton report merge`` to renumber.
+    """
     rules = rules or NoiseRules()
     only = list(only)
-    index = Index(
-        (i for i in new if _selected(i, only)), MatchConfig.build(address=False), "strict"
-    )
+    places: dict[int, int] = {}
+
+    def wanted_new() -> Iterable[Interaction]:
+        for place, interaction in enumerate(new, 1):
+            if _selected(interaction, only) and (shard is None or shard.holds(interaction)):
+                places[id(interaction)] = place
+                yield interaction
+
+    index = Index(wanted_new(), MatchConfig.build(address=False), "strict")
     report = DriftReport(source, target, fail_on)
     number = 0
     for number, interaction in enumerate(old, 1):
-        if not _selected(interaction, only):
+        if not _selected(interaction, only) or (shard and not shard.holds(interaction)):
             continue
         result = index.lookup(interaction.request, forwarding=True)
         if not isinstance(result, Hit):
@@ -470,8 +491,9 @@ def diff_cassettes(
                 changes=changes,
             )
         )
+    report.recorded = recorded = number
     for extra in index.unused():
-        number += 1
+        number = recorded + places[id(extra)] if shard else number + 1
         report.outcomes.append(
             _outcome(number, extra, "only-in-new", note="recorded only in the new recording")
         )

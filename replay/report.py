@@ -138,7 +138,7 @@ def _outcome_json(outcome: Outcome) -> dict[str, Any]:
 def report_json(report: DriftReport) -> dict[str, Any]:
     """The JSON report as a value (schema ``baton-drift-report/1``)."""
     counts = report.counts()
-    return {
+    out: dict[str, Any] = {
         "schema": SCHEMA_ID,
         "source": report.source,
         "target": report.target,
@@ -155,6 +155,9 @@ def report_json(report: DriftReport) -> dict[str, Any]:
         },
         "interactions": [_outcome_json(o) for o in report.outcomes],
     }
+    if report.shard is not None:  # a shard's report: what `baton report merge` needs
+        out["shard"] = report.shard.to_json()
+    return out
 
 
 def render_junit(report: DriftReport) -> str:

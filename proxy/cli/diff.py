@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -11,8 +10,6 @@ from pathlib import Path
 
 import click
 
-from baton.cassettes.model import Interaction
-from baton.cassettes.reader import CassetteReader
 from baton.proxy.cli.configuration import current_config
 from baton.proxy.cli.errors import InputError, user_errors
 from baton.proxy.cli.options import configure_logging
@@ -33,7 +30,7 @@ __all__ = ["diff"]
     type=click.FloatRange(0.1),
     default=10.0,
     show_default=True,
-    help="Seconds per request.",
+    help="Seconds per request (and to reach a --dask scheduler).",
 )
 @click.option(
     "--header",
@@ -111,6 +108,25 @@ __all__ = ["diff"]
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the report here instead of stdout.",
 )
+@click.option(
+    "--shard",
+    metavar="I/N",
+    help="Compare only shard I of N (a stable split by request key); merge the JSON reports "
+    "with 'baton report merge'.",
+)
+@click.option(
+    "--dask",
+    "dask_address",
+    metavar="ADDRESS",
+    help="Fan the shards out over a Dask cluster (tcp://HOST:PORT), or 'local' for one here.",
+)
+@click.option(
+    "--dask-workers",
+    type=click.IntRange(1, 256),
+    default=2,
+    show_default=True,
+    help="Worker processes of --dask local.",
+)
 def diff(
     cassette: Path,
     new_cassette: Path | None,
@@ -132,6 +148,9 @@ def diff(
     fail_on: str,
     fmt: str,
     output: Path | None,
+    shard: str | None,
+    dask_address: str | None,
+    dask_workers: int,
 ) -> None:
     """Tell where a new build (or a new recording) answers differently from CASSETTE.
 
@@ -144,75 +163,73 @@ def diff(
     Examples:
       baton diff api.cassette --target http://127.0.0.1:8000 --learn-noise
       baton diff v1.cassette v2.cassette --format markdown -o drift.md
+      baton diff api.cassette --target http://127.0.0.1:8000 --shard 2/4 --format json -o 2.json
+      baton diff api.cassette --target http://127.0.0.1:8000 --dask tcp://10.0.0.5:8786
     """
     import json as json_module
 
-    from baton.replay.comparison import NoiseRules
-    from baton.replay.drift import DriftError, diff_against_target, diff_cassettes, supplied_headers
+    from baton.replay.drift import DriftError, supplied_headers
+    from baton.replay.drift_job import DiffJob
     from baton.replay.report import render
+    from baton.replay.sharding import Shard, ShardError
 
     configure_logging(0, True)
     if (target is None) == (new_cassette is None):
         raise click.UsageError("give either --target URL or a second cassette, not both or neither")
     if ca_cert is not None and insecure:
         raise InputError("give --ca-cert PATH or --insecure, not both")
-    gate = DriftClass(fail_on)
+    if shard is not None and dask_address is not None:
+        raise InputError("give --shard I/N or --dask ADDRESS, not both")
     # Per-endpoint rules have no flag; they come from [tool.baton.diff.endpoints."GET /x/*"].
     endpoints = current_config().table("diff", "endpoints")
-    rules = NoiseRules(
-        paths=list(ignore),
-        regexes=list(ignore_regex),
-        per_endpoint={pattern: list(rule["ignore"]) for pattern, rule in endpoints.items()},
-        ignore_order=ignore_order,
-    )
+    noise: dict[str, list[str]] = {}
     if noise_file is not None:
         try:
             saved = json_module.loads(noise_file.read_text(encoding="utf-8"))
             for endpoint, locations in saved["learned"].items():
-                rules.learn(endpoint, locations)
+                noise[str(endpoint)] = [str(location) for location in locations]
         except FileNotFoundError as exc:
             raise InputError(f"{noise_file}: no such file") from exc
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InputError(
                 f"{noise_file}: not a baton noise file ({type(exc).__name__})"
             ) from exc
-    # The recording is streamed: memory holds only the requests in flight.
-    with user_errors(), CassetteReader(cassette, warn_torn=False) as old:
-        try:
-            if new_cassette is not None:
-                report = diff_cassettes(
-                    old,
-                    read_cassette_checked(new_cassette),
-                    source=str(cassette),
-                    target=str(new_cassette),
-                    only=only,
-                    rules=rules,
-                    fail_on=gate,
-                )
+    try:
+        job = DiffJob(
+            cassette=str(cassette),
+            new_cassette=None if new_cassette is None else str(new_cassette),
+            target=target,
+            concurrency=concurrency,
+            timeout=timeout,
+            supplied=supplied_headers(headers) if target is not None else {},
+            only=only,
+            allow_side_effects=allow_side_effects,
+            ignore=ignore,
+            ignore_regex=ignore_regex,
+            per_endpoint={pattern: list(rule["ignore"]) for pattern, rule in endpoints.items()},
+            ignore_order=ignore_order,
+            noise=noise,
+            learn_noise=learn_noise,
+            reference=reference,
+            fail_on=fail_on,
+            ca_cert=None if ca_cert is None else str(ca_cert),
+            insecure=insecure,
+        )
+        rules = job.rules()
+        with user_errors():
+            if dask_address is not None:
+                from baton.proxy.dask_fanout import diff_on_dask
+
+                report, shards = diff_on_dask(job, dask_address, workers=dask_workers)
+                click.echo(f"baton: {shards} shards on Dask ({dask_address}), merged", err=True)
+                if report.learned_noise is not None:
+                    rules = report.learned_noise
             else:
-                assert target is not None
+                chosen = None if shard is None else Shard.parse(shard, by_endpoint=learn_noise)
                 with _progress("re-sending recorded requests") as advance:
-                    report = asyncio.run(
-                        diff_against_target(
-                            old,
-                            target,
-                            source=str(cassette),
-                            concurrency=concurrency,
-                            timeout=timeout,
-                            supplied=supplied_headers(headers),
-                            only=only,
-                            allow_side_effects=allow_side_effects,
-                            rules=rules,
-                            learn_noise=learn_noise,
-                            reference=reference,
-                            fail_on=gate,
-                            progress=advance,
-                            ca_cert=ca_cert,
-                            insecure=insecure,
-                        )
-                    )
-        except DriftError as exc:
-            raise InputError(str(exc)) from exc
+                    report = job.run(chosen, rules, advance if target is not None else None)
+    except (DriftError, ShardError) as exc:
+        raise InputError(str(exc)) from exc
     text = render(report, fmt)
     if output is not None:
         output.write_text(text, encoding="utf-8")
@@ -229,12 +246,6 @@ def diff(
         )
         click.echo(f"baton: learned noise saved to {save_noise}", err=True)
     sys.exit(report.exit_code)
-
-
-def read_cassette_checked(path: Path) -> list[Interaction]:
-    """Every interaction of ``path``; a torn tail is skipped quietly (the diff is read-only)."""
-    with CassetteReader(path, warn_torn=False) as reader:
-        return list(reader)
 
 
 @contextmanager

@@ -1,0 +1,135 @@
+"""A drift run as plain values: what ``baton diff`` runs in its own process, or ships to a worker.
+
+``baton diff`` builds one ``DiffJob`` from its options and runs it whole,
+one shard of it (``--shard i/n``), or every shard on a Dask cluster, where
+each worker gets the job (it pickles: strings, numbers, tuples and dicts)
+and calls ``run_shard_json``. The same function, the same reading of the
+cassettes, the same comparison: a merged report is the unsharded one
+because nothing but the choice of interactions differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from baton.cassettes.reader import CassetteReader
+from baton.replay.comparison import DriftClass, NoiseRules
+from baton.replay.drift import DriftReport, diff_against_target, diff_cassettes
+from baton.replay.sharding import Shard, ShardInfo, cassette_fingerprint
+
+__all__ = ["DiffJob", "run_shard_json"]
+
+
+@dataclass(frozen=True)
+class DiffJob:
+    """Everything one drift run needs, with no open files, sockets or objects of baton's."""
+
+    cassette: str
+    new_cassette: str | None = None
+    target: str | None = None
+    concurrency: int = 32
+    timeout: float = 10.0
+    supplied: dict[str, str] = field(default_factory=dict)
+    """Header values to send in place of redacted ones (held in memory only)."""
+    only: tuple[str, ...] = ()
+    allow_side_effects: bool = False
+    ignore: tuple[str, ...] = ()
+    ignore_regex: tuple[str, ...] = ()
+    per_endpoint: dict[str, list[str]] = field(default_factory=dict)
+    ignore_order: bool = False
+    noise: dict[str, list[str]] = field(default_factory=dict)
+    """Noise saved by an earlier run (``--noise``), by endpoint."""
+    learn_noise: bool = False
+    reference: str | None = None
+    fail_on: str = DriftClass.BREAKING.value
+    ca_cert: str | None = None
+    insecure: bool = False
+
+    def shard(self, index: int, count: int) -> Shard:
+        """Shard ``index`` of ``count``, keyed as this job's noise learning needs."""
+        return Shard(index, count, by_endpoint=self.learn_noise)
+
+    def rules(self) -> NoiseRules:
+        """Fresh noise rules: the user's, plus the noise loaded from a file."""
+        rules = NoiseRules(
+            paths=list(self.ignore),
+            regexes=list(self.ignore_regex),
+            per_endpoint={k: list(v) for k, v in self.per_endpoint.items()},
+            ignore_order=self.ignore_order,
+        )
+        for endpoint, locations in self.noise.items():
+            rules.learn(endpoint, locations)
+        return rules
+
+    def run(
+        self,
+        shard: Shard | None = None,
+        rules: NoiseRules | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> DriftReport:
+        """Run the diff (of one shard); ``DriftError`` or ``CassetteError`` on unusable input.
+
+        ``rules`` are updated with what is learned (pass them to save it).
+        """
+        rules = rules if rules is not None else self.rules()
+        gate = DriftClass(self.fail_on)
+        # The recording is streamed: memory holds only the requests in flight.
+        with CassetteReader(self.cassette, warn_torn=False) as old:
+            fingerprints = [cassette_fingerprint(self.cassette, old.header_end)]
+            if self.new_cassette is not None:
+                with CassetteReader(self.new_cassette, warn_torn=False) as new_reader:
+                    fingerprints.append(
+                        cassette_fingerprint(self.new_cassette, new_reader.header_end)
+                    )
+                    new = list(new_reader)
+                report = diff_cassettes(
+                    old,
+                    new,
+                    source=self.cassette,
+                    target=self.new_cassette,
+                    only=self.only,
+                    rules=rules,
+                    fail_on=gate,
+                    shard=shard,
+                )
+            else:
+                assert self.target is not None
+                report = asyncio.run(
+                    diff_against_target(
+                        old,
+                        self.target,
+                        source=self.cassette,
+                        concurrency=self.concurrency,
+                        timeout=self.timeout,
+                        supplied=dict(self.supplied),
+                        only=self.only,
+                        allow_side_effects=self.allow_side_effects,
+                        rules=rules,
+                        learn_noise=self.learn_noise,
+                        reference=self.reference,
+                        fail_on=gate,
+                        progress=progress,
+                        ca_cert=self.ca_cert,
+                        insecure=self.insecure,
+                        shard=shard,
+                    )
+                )
+        if shard is not None:
+            report.shard = ShardInfo(
+                shard,
+                cassettes=fingerprints,
+                recorded=report.recorded,
+                learn_noise=self.learn_noise,
+                learned={k: sorted(v) for k, v in sorted(rules.learned.items())},
+            )
+        return report
+
+
+def run_shard_json(job: DiffJob, index: int, count: int) -> dict[str, Any]:
+    """Run shard ``index`` of ``count`` of ``job`` and return its JSON report (for a worker)."""
+    from baton.replay.report import report_json
+
+    return report_json(job.run(job.shard(index, count)))
