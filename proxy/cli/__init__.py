@@ -24,11 +24,14 @@ from baton.proxy.cli.configuration import (
     default_map,
 )
 from baton.proxy.cli.contract import contract
+from baton.proxy.cli.dedupe import dedupe
 from baton.proxy.cli.diff import diff
+from baton.proxy.cli.expire import expire
 from baton.proxy.cli.export import export
 from baton.proxy.cli.import_ import import_
 from baton.proxy.cli.lint import lint
 from baton.proxy.cli.merge import merge
+from baton.proxy.cli.prune import prune
 from baton.proxy.cli.record import record
 from baton.proxy.cli.repair import repair
 from baton.proxy.cli.replay import replay
@@ -118,6 +121,9 @@ for _command in (
     lint,
     show,
     repair,
+    prune,
+    dedupe,
+    expire,
     merge,
     report,
     addon_path,
