@@ -32,7 +32,12 @@ from baton.cassettes.model import (
 )
 from baton.replay.comparison import Change, DriftClass
 from baton.replay.drift import DriftReport, Outcome
-from baton.replay.html import render_drift_html
+from baton.replay.html import (
+    EndpointLatency,
+    LoadReportData,
+    render_drift_html,
+    render_load_html,
+)
 from tests.contract_services import record_through_baton, service
 from tests.processes import run_baton, start_baton
 
@@ -229,6 +234,11 @@ def test_a_change_shows_recorded_and_new_side_by_side_with_the_field_highlighted
     }
     request = price.find_element("css selector", ".request-line").text
     assert request.startswith("GET /products/")
+    # Expand all opens every change of the page, collapse all closes them.
+    by_css(browser, "#expand-all").click()
+    assert len(all_css(browser, ".change .detail")) == len(all_css(browser, ".change"))
+    by_css(browser, "#collapse-all").click()
+    assert all_css(browser, ".change .detail") == []
     # A learned noise change says so.
     by_css(browser, "#filter-breaking").click()
     noise = all_css(browser, ".change.noise")[0]
@@ -433,7 +443,11 @@ def test_script_payloads_in_a_cassette_render_as_text_on_the_show_page(
 
 
 def large_report(changes: int = 10_000) -> DriftReport:
-    """10,000 changes over 200 interactions and 40 endpoints, of every class, with long values."""
+    """10,000 changes over 200 interactions and 40 endpoints, of every class, with long values.
+
+    Each value is 3,000 characters of JSON: 60 MB in all, more than the page may hold, so the
+    page keeps each one's share and says the JSON report has the rest.
+    """
     classes = [DriftClass.BREAKING, DriftClass.ADDITIVE, DriftClass.VALUE, DriftClass.NOISE]
     outcomes = []
     per = changes // 200
@@ -444,8 +458,8 @@ def large_report(changes: int = 10_000) -> DriftReport:
                 drift=classes[(n + k) % 4],
                 kind="value_changed",
                 location=f"body.items[{k}].detail.description",
-                old={"text": f"recorded value {n}-{k} " + "x" * 120, "rank": k},
-                new={"text": f"new value {n}-{k} " + "y" * 120, "rank": k + 1},
+                old={"text": f"recorded value {n}-{k} " + "x <b>" * 750, "rank": k},
+                new={"text": f"new value {n}-{k} " + "y </script>" * 270, "rank": k + 1},
                 rule="learned" if (n + k) % 4 == 3 else None,
             )
             for k in range(per)
@@ -496,6 +510,33 @@ def test_a_10000_change_report_opens_and_filters_within_the_bound(
     assert {r.find_element("css selector", ".loc").text for r in rows[:3]}
     status = by_css(browser, "#shown-status").text
     assert status.startswith("125 of 10000 changes match"), status
+    rows[0].find_element("css selector", ".head").click()
+    assert "more characters in the JSON report" in rows[0].find_element("css selector", ".new").text
+    assert_quiet(browser, page)
+
+
+def test_the_load_page_draws_its_chart_without_a_script_or_a_request(
+    browser: Any, tmp_path: Path
+) -> None:
+    data = LoadReportData(
+        target="http://127.0.0.1:8000",
+        duration_s=3.0,
+        endpoints=[
+            EndpointLatency("GET /products", 300, 0, 3.0, 5.0, 6.0, 9.0, 12.0),
+            EndpointLatency("GET /products/{id}", 600, 2, 2.0, 4.0, 5.5, 8.0, 30.0),
+        ],
+        latency_over_time={
+            "GET /products": [(s / 10, 3.0 + s % 7) for s in range(30)],
+            "GET /products/{id}": [(s / 10, 2.0 + s % 5) for s in range(30)],
+        },
+    )
+    page = tmp_path / "load.html"
+    page.write_text(render_load_html(data), encoding="utf-8")
+    open_page(browser, page)
+    assert by_css(browser, "#total-requests").text == "900"
+    lines = all_css(browser, "svg.chart polyline")
+    assert [line.get_attribute("data-series") for line in lines] == list(data.latency_over_time)
+    assert all(line.size["width"] > 400 for line in lines)
     assert_quiet(browser, page)
 
 

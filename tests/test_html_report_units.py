@@ -14,8 +14,9 @@ from xml.etree import ElementTree
 
 import pytest
 
+from baton.replay.comparison import Change, DriftClass
 from baton.replay.contract_check import Violation, ViolationKind
-from baton.replay.drift import DriftReport
+from baton.replay.drift import DriftReport, Outcome
 from baton.replay.html import (
     EndpointLatency,
     LoadReportData,
@@ -25,6 +26,7 @@ from baton.replay.html import (
 )
 from baton.replay.html.chart import nice_ticks
 from baton.replay.html.contract import schema_excerpt
+from baton.replay.html.drift import drift_page_data, value_limit, written_size
 from baton.replay.html.page import inert_json
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -72,6 +74,33 @@ def test_the_csp_admits_exactly_the_pages_own_inline_blocks_and_nothing_else() -
 
 def _parse(svg: str) -> ElementTree.Element:
     return ElementTree.fromstring(svg)
+
+
+def test_values_are_cut_to_their_share_of_the_page_escapes_counted() -> None:
+    assert value_limit(10) == 20_000 and value_limit(10_000) == 500
+    assert value_limit(1_000_000) == 400
+    hostile = "</script>" * 2000
+    report = DriftReport(
+        source="a",
+        target="b",
+        outcomes=[
+            Outcome(
+                number=n,
+                interaction_id=str(n),
+                method="GET",
+                target="/x",
+                endpoint="GET /x",
+                outcome="compared",
+                changes=[Change(DriftClass.VALUE, "value_changed", "body.a", hostile, "")],
+            )
+            for n in range(10_000)
+        ],
+    )
+    data = drift_page_data(report)
+    shown = data["changes"][0]["o"]
+    assert written_size(shown.split("\n…")[0]) <= 500
+    assert shown.endswith("more characters in the JSON report)")
+    assert len(str(inert_json(data))) < 20 * 1024 * 1024
 
 
 def test_the_latency_chart_draws_one_line_per_series_inside_its_axes() -> None:
