@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from baton.cassettes.errors import CassetteError
+from baton.cassettes.locations import resolve_cassettes
 from baton.cassettes.reader import CassetteReader
 from baton.replay.comparison import DriftClass, NoiseRules
 from baton.replay.drift import DriftReport, diff_against_target, diff_cassettes
@@ -28,6 +30,7 @@ class DiffJob:
     """Everything one drift run needs, with no open files, sockets or objects of baton's."""
 
     cassette: str
+    """A path, a glob naming one file, or an fsspec URL: each worker resolves it itself."""
     new_cassette: str | None = None
     target: str | None = None
     concurrency: int = 32
@@ -76,14 +79,14 @@ class DiffJob:
         """
         rules = rules if rules is not None else self.rules()
         gate = DriftClass(self.fail_on)
+        old_path = _one_cassette(self.cassette)
+        new_path = None if self.new_cassette is None else _one_cassette(self.new_cassette)
         # The recording is streamed: memory holds only the requests in flight.
-        with CassetteReader(self.cassette, warn_torn=False) as old:
-            fingerprints = [cassette_fingerprint(self.cassette, old.header_end)]
-            if self.new_cassette is not None:
-                with CassetteReader(self.new_cassette, warn_torn=False) as new_reader:
-                    fingerprints.append(
-                        cassette_fingerprint(self.new_cassette, new_reader.header_end)
-                    )
+        with CassetteReader(old_path, warn_torn=False) as old:
+            fingerprints = [cassette_fingerprint(old_path, old.header_end)]
+            if new_path is not None and self.new_cassette is not None:
+                with CassetteReader(new_path, warn_torn=False) as new_reader:
+                    fingerprints.append(cassette_fingerprint(new_path, new_reader.header_end))
                     new = list(new_reader)
                 report = diff_cassettes(
                     old,
@@ -126,6 +129,17 @@ class DiffJob:
                 learned={k: sorted(v) for k, v in sorted(rules.learned.items())},
             )
         return report
+
+
+def _one_cassette(location: str) -> str:
+    """The local file ``location`` names (a copy, for a URL); one, or ``CassetteError``."""
+    found = resolve_cassettes([location])
+    if len(found) != 1:
+        raise CassetteError(
+            f"{location}: names {len(found)} cassettes; diff reads one "
+            "(join them first with baton merge)"
+        )
+    return str(found[0])
 
 
 def run_shard_json(job: DiffJob, index: int, count: int) -> dict[str, Any]:

@@ -235,10 +235,10 @@ def test_two_recordings_sharded_pair_as_the_unsharded_run(tmp_path: Path) -> Non
         *old[50:],  # ten only in the old recording
         *(recorded(f"n{n}", "GET", f"/extra/{n}", 200, b"{}", 300.0 + n) for n in range(7)),
     ]
-    old_path, new_path = (
-        write(tmp_path / "old.cassette", old),
-        write(tmp_path / "new.cassette", new),
-    )
+    write(tmp_path / "old.cassette", old)
+    write(tmp_path / "new.cassette", new)
+    # The recording by URL, the new one by a glob: resolved as every reading command does.
+    old_path, new_path = f"file://{tmp_path}/old.cassette", f"{tmp_path}/n[e]w.cassette"
     single = run_baton(["diff", str(old_path), str(new_path), "--format", "json"])
     shards = []
     for index in (1, 2):
@@ -251,6 +251,7 @@ def test_two_recordings_sharded_pair_as_the_unsharded_run(tmp_path: Path) -> Non
     expected = json.loads(single.stdout)
     assert expected["summary"]["only_in_new"] == 7 and expected["summary"]["only_in_old"] == 10
     assert json.loads(merged.stdout) == expected
+    assert expected["source"] == old_path
 
 
 def test_dask_fanout_over_two_workers_equals_the_single_process_report(

@@ -63,7 +63,8 @@ def merge(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def test_shards_of_two_recorders_interleave_by_recorded_time(tmp_path: Path) -> None:
     a = write(tmp_path / "a.cassette", [exchange("a1", T0 + 1), exchange("a2", T0 + 3)])
     b = write(tmp_path / "b.cassette", [exchange("b1", T0 + 2), exchange("b2", T0 + 4)])
-    result = merge(tmp_path / "out.cassette", a, b)
+    # Inputs as paths, globs, directories or URLs, as every reading command takes them.
+    result = merge(tmp_path / "out.cassette", f"file://{a}", tmp_path / "[b].cassette")
     assert result.returncode == 0, result.stderr
     assert ids(tmp_path / "out.cassette") == ["a1", "b1", "a2", "b2"]
     assert (

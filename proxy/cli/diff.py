@@ -13,14 +13,15 @@ import click
 from baton.proxy.cli.configuration import current_config
 from baton.proxy.cli.errors import InputError, user_errors
 from baton.proxy.cli.options import configure_logging
+from baton.proxy.cli.sources import CASSETTE_LOCATION
 from baton.replay.comparison import DriftClass
 
 __all__ = ["diff"]
 
 
 @click.command()
-@click.argument("cassette", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("new_cassette", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("cassette", type=CASSETTE_LOCATION)
+@click.argument("new_cassette", required=False, type=CASSETTE_LOCATION)
 @click.option(
     "--target", metavar="URL", help="Base URL of the build to test, e.g. http://127.0.0.1:8000."
 )
@@ -128,8 +129,8 @@ __all__ = ["diff"]
     help="Worker processes of --dask local.",
 )
 def diff(
-    cassette: Path,
-    new_cassette: Path | None,
+    cassette: str,
+    new_cassette: str | None,
     target: str | None,
     concurrency: int,
     timeout: float,
@@ -196,8 +197,8 @@ def diff(
             ) from exc
     try:
         job = DiffJob(
-            cassette=str(cassette),
-            new_cassette=None if new_cassette is None else str(new_cassette),
+            cassette=_shown(cassette),
+            new_cassette=None if new_cassette is None else _shown(new_cassette),
             target=target,
             concurrency=concurrency,
             timeout=timeout,
@@ -246,6 +247,13 @@ def diff(
         )
         click.echo(f"baton: learned noise saved to {save_noise}", err=True)
     sys.exit(report.exit_code)
+
+
+def _shown(location: str) -> str:
+    """A location as reports name it: a URL or glob as given, a path as ``Path`` writes it."""
+    from baton.cassettes.locations import is_url
+
+    return location if is_url(location) else str(Path(location))
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from baton.cassettes.merge import MergeFilter, merge_cassettes
 from baton.cassettes.wording import plural
 from baton.proxy.cli.errors import InputError, user_errors
 from baton.proxy.cli.options import configure_logging
+from baton.proxy.cli.sources import CASSETTE_LOCATION, local_cassettes
 
 __all__ = ["merge", "parse_when"]
 
@@ -35,7 +36,7 @@ def parse_when(text: str, option: str) -> float:
 
 @click.command()
 @click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=CASSETTE_LOCATION)
 @click.option(
     "--dedupe",
     is_flag=True,
@@ -63,14 +64,14 @@ def parse_when(text: str, option: str) -> float:
 )
 def merge(
     output: Path,
-    inputs: tuple[Path, ...],
+    inputs: tuple[str, ...],
     dedupe: bool,
     since: str | None,
     until: str | None,
     hosts: tuple[str, ...],
     paths: tuple[str, ...],
 ) -> None:
-    """Merge the cassettes INPUTS into OUTPUT, interleaved by recorded time.
+    """Merge the cassettes INPUTS (paths, globs, directories, URLs) into OUTPUT, by recorded time.
 
     A streaming copy: large stored bodies are copied piece by piece, never
     held. OUTPUT is written to a temporary file and renamed over the old one
@@ -97,7 +98,9 @@ def merge(
     ):
         raise InputError(f"--since {since} is not before --until {until}; swap them")
     with user_errors():
-        report = merge_cassettes(output, inputs, dedupe=dedupe, selection=selection)
+        report = merge_cassettes(
+            output, local_cassettes(inputs), dedupe=dedupe, selection=selection
+        )
     left_out = [
         (report.duplicates, "duplicate"),
         (report.outside_window, "outside the window"),
