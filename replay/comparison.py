@@ -33,6 +33,7 @@ from typing import Any
 from baton.cassettes.content_coding import decode_body
 from baton.cassettes.errors import ContentCodingError
 from baton.cassettes.model import Headers, Response, header_values
+from baton.replay.graphql import error_changes, is_graphql_answer
 
 # deepdiff imports pydantic whenever it is installed (to diff pydantic models; baton compares
 # JSON). baton contract's openapi-core brings pydantic in, and loading it would cost every
@@ -351,9 +352,13 @@ def _compare_bodies(
         old_body.lstrip()[:1] in (b"{", b"[") and new_body.lstrip()[:1] in (b"{", b"[")
     ):
         try:
-            return _compare_json(json.loads(old_body), json.loads(new_body), ignore_order)
+            old_json, new_json = json.loads(old_body), json.loads(new_body)
         except ValueError:
             pass
+        else:
+            if is_graphql_answer(old_json) and is_graphql_answer(new_json):
+                return _compare_graphql(old_json, new_json, ignore_order)
+            return _compare_json(old_json, new_json, ignore_order)
     if "x-www-form-urlencoded" in media:
         from urllib.parse import parse_qs
 
@@ -383,6 +388,20 @@ def _compare_bodies(
             )
         ]
     return _compare_lines(old_text.splitlines(), new_text.splitlines())
+
+
+def _compare_graphql(
+    old: dict[str, Any], new: dict[str, Any], ignore_order: bool
+) -> list[tuple[DriftClass, str, str, Any, Any]]:
+    """A GraphQL answer: ``errors[]`` as its own class (a new error is breaking), the rest
+    (``data``, ``extensions``) field by field."""
+    out: list[tuple[DriftClass, str, str, Any, Any]] = []
+    for kind, location, before, after in error_changes(old, new):
+        drift = DriftClass.BREAKING if kind == "graphql_error_added" else DriftClass.VALUE
+        out.append((drift, kind, location, before, after))
+    rest_old = {k: v for k, v in old.items() if k != "errors"}
+    rest_new = {k: v for k, v in new.items() if k != "errors"}
+    return out + _compare_json(rest_old, rest_new, ignore_order)
 
 
 def _digest(response: Response) -> tuple[int, str]:

@@ -166,3 +166,104 @@ def _split_top(selection: str) -> list[str]:
     if body[start:]:
         entries.append(body[start:])
     return entries
+
+
+# -- drift -------------------------------------------------------------------------------------
+
+_RESPONSE_KEYS = frozenset({"data", "errors", "extensions"})
+
+
+def is_graphql_answer(document: object) -> bool:
+    """A GraphQL response: an object of ``data``, ``errors`` and ``extensions`` only."""
+    return (
+        isinstance(document, dict)
+        and bool(document)
+        and set(document) <= _RESPONSE_KEYS
+        and ("data" in document or "errors" in document)
+    )
+
+
+def _error_key(error: object) -> str:
+    """An error by its message and path, the parts that say what failed."""
+    if not isinstance(error, dict):
+        return json.dumps(error, sort_keys=True)
+    path = ".".join(str(p) for p in error.get("path") or ())
+    message = str(error.get("message", ""))
+    return f"{path}: {message}" if path else message
+
+
+def error_changes(
+    old: dict[str, Any], new: dict[str, Any]
+) -> list[tuple[str, str, str | None, str | None]]:
+    """``errors[]`` compared as its own class: (kind, location, old, new) per error.
+
+    A new error is breaking (the consumer gets a failure it did not before); one
+    gone is a fix; the same error with another message is a value change. The
+    caller compares ``data`` field by field.
+    """
+    before = [_error_key(e) for e in old.get("errors") or ()]
+    after = [_error_key(e) for e in new.get("errors") or ()]
+    changes: list[tuple[str, str, str | None, str | None]] = []
+    for number, error in enumerate(after):
+        if error not in before:
+            changes.append(("graphql_error_added", f"errors[{number}]", None, error))
+    for number, error in enumerate(before):
+        if error not in after:
+            changes.append(("graphql_error_removed", f"errors[{number}]", error, None))
+    return changes
+
+
+def introspection_query() -> str:
+    """The standard introspection query (graphql-core's)."""
+    from graphql import get_introspection_query
+
+    return str(get_introspection_query(descriptions=False))
+
+
+def schema_changes(old_sdl: str, new_introspection: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Schema drift between the recorded build's SDL and the target's introspection result:
+    (class, kind, description), class ``breaking`` (a removed field or type, a field made
+    nullable, an argument added as required...), ``additive`` or ``value`` (nullability made
+    stricter, a dangerous change). ``ValueError`` for an SDL or introspection that is not one."""
+    from graphql import (
+        GraphQLError,
+        GraphQLInterfaceType,
+        GraphQLObjectType,
+        build_client_schema,
+        build_schema,
+        find_breaking_changes,
+        find_dangerous_changes,
+    )
+
+    try:
+        old = build_schema(old_sdl)
+    except (GraphQLError, TypeError) as exc:
+        raise ValueError(f"the GraphQL schema does not parse: {exc}") from exc
+    try:
+        data = new_introspection.get("data", new_introspection)
+        new = build_client_schema(data)
+    except (GraphQLError, TypeError, KeyError) as exc:
+        raise ValueError(f"the target's introspection answer is not a schema: {exc}") from exc
+    found: list[tuple[str, str, str]] = []
+    for change in find_breaking_changes(old, new):
+        found.append(("breaking", str(change.type.name).lower(), change.description))
+    for danger in find_dangerous_changes(old, new):
+        found.append(("value", str(danger.type.name).lower(), danger.description))
+    for name, old_type in old.type_map.items():
+        new_type = new.type_map.get(name)
+        if name.startswith("__") or not isinstance(
+            old_type, GraphQLObjectType | GraphQLInterfaceType
+        ):
+            continue
+        if not isinstance(new_type, GraphQLObjectType | GraphQLInterfaceType):
+            continue
+        for field_name, old_field in old_type.fields.items():
+            new_field = new_type.fields.get(field_name)
+            if new_field is None:
+                continue
+            before, after = str(old_field.type), str(new_field.type)
+            if before != after and before.replace("!", "") == after.replace("!", ""):
+                described = f"{name}.{field_name} changed from {before} to {after}"
+                if not any(described in text for _, _, text in found):
+                    found.append(("value", "nullability_changed", described))
+    return found

@@ -234,4 +234,13 @@ def graphql_app(version: int = 1) -> Any:
         return catalog[sku]
 
     schema = make_executable_schema(SCHEMA_V1 if version == 1 else SCHEMA_V2, query, mutation)
-    return GraphQL(schema, debug=False)
+
+    async def root(request: Request) -> Response:
+        return JSONResponse({"service": "catalog", "graphql": "/graphql"})
+
+    return Starlette(
+        routes=[
+            Route("/", root),
+            Route("/graphql", GraphQL(schema, debug=False), methods=["GET", "POST"]),
+        ]
+    )

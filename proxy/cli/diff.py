@@ -12,6 +12,7 @@ import click
 
 from baton.proxy.cli.configuration import current_config
 from baton.proxy.cli.errors import InputError, user_errors
+from baton.proxy.cli.fidelity import graphql_schema_option
 from baton.proxy.cli.options import configure_logging
 from baton.proxy.cli.sources import CASSETTE_LOCATION
 from baton.replay.comparison import DriftClass
@@ -25,6 +26,7 @@ __all__ = ["diff"]
 @click.option(
     "--target", metavar="URL", help="Base URL of the build to test, e.g. http://127.0.0.1:8000."
 )
+@graphql_schema_option
 @click.option("--concurrency", type=click.IntRange(1, 512), default=32, show_default=True)
 @click.option(
     "--timeout",

@@ -28,6 +28,7 @@ __all__ = [
     "FidelityFlags",
     "fidelity_options",
     "finish_replay",
+    "graphql_schema_option",
     "record_state_options",
     "state_addon_options",
 ]
@@ -273,3 +274,80 @@ def show_graphql(cassette: Path) -> None:
         click.echo(
             f"{kind} {name or '(anonymous)'}: {plural(len(numbers), 'interaction')} ({shown})"
         )
+
+
+def graphql_schema_option(command: Callable[..., None]) -> Callable[..., None]:
+    """``baton diff --graphql-schema SDL``: schema-level drift beside the answer-by-answer one.
+
+    The SDL is the schema the cassette was recorded against; the target's comes
+    from introspection at the cassette's GraphQL path. The drift report runs
+    first, untouched; the schema changes follow on stderr (a JSON report on
+    stdout stays JSON), and a breaking one makes the exit code 1.
+    """
+
+    @functools.wraps(command)
+    def with_schema(*args: Any, **kwargs: Any) -> None:
+        sdl_path: Path | None = kwargs.pop("graphql_schema")
+        if sdl_path is None:
+            command(*args, **kwargs)
+            return
+        target = kwargs.get("target")
+        if target is None:
+            raise InputError(
+                "--graphql-schema compares the schema with the target's introspection: "
+                "give --target URL"
+            )
+        try:
+            sdl = sdl_path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"{sdl_path}: cannot read the GraphQL schema: {exc.strerror}") from exc
+        code: int = 0
+        try:
+            command(*args, **kwargs)
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        breaking = _schema_drift(sdl_path, sdl, str(target), Path(kwargs["cassette"]))
+        raise SystemExit(max(code, 1 if breaking else 0))
+
+    return click.option(
+        "--graphql-schema",
+        type=click.Path(dir_okay=False, path_type=Path),
+        metavar="SDL",
+        help="GraphQL: the schema the cassette was recorded against; schema drift (removed "
+        "fields, nullability) against the target's introspection is reported too.",
+    )(with_schema)
+
+
+def _schema_drift(sdl_path: Path, sdl: str, target: str, cassette: Path) -> bool:
+    """Print the schema changes; True when one is breaking."""
+    import httpx
+
+    from baton.cassettes.reader import CassetteReader
+    from baton.replay.graphql import introspection_query, schema_changes
+
+    path = "/graphql"
+    with CassetteReader(cassette) as reader:
+        for interaction in reader:
+            body = interaction.request.body or b""
+            if interaction.request.method == "POST" and b'"query"' in body:
+                path = interaction.request.path
+                break
+    url = target.rstrip("/") + path
+    try:
+        answer = httpx.post(url, json={"query": introspection_query()}, timeout=30)
+        document = answer.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise InputError(f"{url}: no GraphQL introspection answer ({exc})") from exc
+    try:
+        changes = schema_changes(sdl, document)
+    except ValueError as exc:
+        raise InputError(f"{sdl_path}: {exc}") from exc
+    breaking = sum(1 for drift, _, _ in changes if drift == "breaking")
+    click.echo(
+        f"baton: GraphQL schema drift of {url} against {sdl_path}: "
+        f"{plural(breaking, 'breaking change')}, {len(changes) - breaking} other",
+        err=True,
+    )
+    for drift, kind, description in changes:
+        click.echo(f"  {drift} {kind}: {description}", err=True)
+    return breaking > 0
