@@ -98,8 +98,12 @@ def _check_scalar(param: click.Option, value: Any, base: Path) -> Any:
     elif not isinstance(value, str):
         raise ConfigValueError("expected a string")
     if isinstance(kind, click.Path):
+        if "://" in value:
+            return value  # a URL (record's -o s3://bucket/prefix/): nothing to resolve
         path = Path(value).expanduser()
         path = path if path.is_absolute() else base / path
+        if value.endswith("/"):
+            return f"{path}/"  # a directory prefix (record's shards), kept one
         if kind.exists and not path.exists():
             raise ConfigValueError(f"{path}: no such file")
         if not kind.dir_okay and path.is_dir():

@@ -24,6 +24,7 @@ from baton.cassettes.locations import LocationError, is_url, parse_storage_optio
 from baton.proxy.cli.errors import InputError
 
 __all__ = [
+    "CassetteOutput",
     "FleetFlags",
     "FleetRecording",
     "ObservabilityFlags",
@@ -34,6 +35,24 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+class CassetteOutput(click.Path):
+    """``record -o``: a cassette file, a directory prefix ending in ``/``, or an fsspec URL.
+
+    A ``click.Path`` (so a configuration file's relative ``output`` is taken
+    from the file's folder), except that a URL and a ``dir/`` prefix pass
+    through as they are written; the value is always a ``str``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = os.fspath(value)
+        if is_url(text) or text.endswith("/"):
+            return text
+        return os.fspath(super().convert(value, param, ctx))
 
 
 @dataclass(frozen=True)
@@ -214,7 +233,6 @@ class FleetFlags:
             or self.rotate_interval is not None
             or output.endswith("/")
             or is_url(output)
-            or Path(output).is_dir()
         )
 
 

@@ -13,6 +13,7 @@ from baton.proxy.cli.contract import live_checks, live_summary, spec_option
 from baton.proxy.cli.errors import InputError
 from baton.proxy.cli.fidelity import record_state_options
 from baton.proxy.cli.fleet import (
+    CassetteOutput,
     FleetFlags,
     FleetRecording,
     ObservabilityFlags,
@@ -37,6 +38,7 @@ __all__ = ["record"]
     "--output",
     "cassette",
     required=True,
+    type=CassetteOutput(),
     help="Cassette to append to (created if missing); with rotation a directory, a prefix "
     "ending in /, or a URL (s3://bucket/prefix/, any fsspec URL) for the shards.",
 )
