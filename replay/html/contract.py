@@ -21,6 +21,7 @@ from baton.replay.spec_diff import SpecChange, SpecDiffReport
 __all__ = ["render_check_html", "render_spec_diff_html", "schema_excerpt"]
 
 _EXCERPT_LIMIT = 3000
+_SEEN_LISTED = 20
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _STEP = re.compile(r"\.([^.\[\]]+)|\[(\d+|\*)\]")
 _CLASSES = [DriftClass.BREAKING, DriftClass.ADDITIVE, DriftClass.VALUE]
@@ -125,16 +126,29 @@ def render_check_html(report: CheckReport, spec: dict[str, Any]) -> str:
         grouped[violation.endpoint].append(violation)
     names = set(report.endpoints) | set(grouped)
     ordered = sorted(names, key=lambda name: (-len(grouped.get(name, [])), name))
-    groups = [
-        {
-            "endpoint": name,
-            "checked": report.endpoints.get(name, 0),
-            "violations": [
-                {"v": v, "excerpt": schema_excerpt(spec, v)} for v in grouped.get(name, [])
-            ],
-        }
-        for name in ordered
-    ]
+    groups = []
+    for name in ordered:
+        # Each side, kind and location once, as the text report does, with where it was seen.
+        kinds: dict[tuple[str, str, str], list[Violation]] = {}
+        for violation in grouped.get(name, []):
+            key = (violation.side, violation.kind.value, violation.location)
+            kinds.setdefault(key, []).append(violation)
+        groups.append(
+            {
+                "endpoint": name,
+                "checked": report.endpoints.get(name, 0),
+                "total": len(grouped.get(name, [])),
+                "violations": [
+                    {
+                        "v": found[0],
+                        "seen": found[:_SEEN_LISTED],
+                        "count": len(found),
+                        "excerpt": schema_excerpt(spec, found[0]),
+                    }
+                    for found in kinds.values()
+                ],
+            }
+        )
     return render_page(
         "contract_check.html",
         title=f"baton contract check: {report.spec}",
