@@ -331,12 +331,16 @@ class Replayer:
     ) -> None:
         if self._writer is None:
             return
+        # Counted when handed over, as the Recorder does: a WebSocket's close reaches the
+        # client before websocket_end runs, and a replayer stopped now still writes what it
+        # was handed (CassetteWriter.close) though this coroutine never resumes.
+        self.recorded += 1
         try:
             stored = await self._writer.append_async(interaction, streams)
         except Exception as exc:  # fail open, as the recorder does
+            self.recorded -= 1
             logger.error("baton: could not record %s: %s", flow.request.pretty_url, exc)
             return
-        self.recorded += 1
         if self.index is not None:
             self.index.add(stored)
 
