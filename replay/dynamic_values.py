@@ -22,6 +22,7 @@ answer, as the real service would have echoed it.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Container, Iterable, Iterator, Mapping
@@ -91,13 +92,16 @@ _JSON_LIMIT = 1 << 20
 
 def is_generated_shape(value: str, *, in_path: bool = False) -> bool:
     """True for a UUID, and (outside the path) an ISO-8601 time or an epoch time in 2000-2100."""
-    if UUID.fullmatch(value):
+    # Cheap tests of length and a character or two first: this runs for every value of
+    # every request replayed, and almost none is generated.
+    size = len(value)
+    if size == 36 and value[8] == "-" and UUID.fullmatch(value):
         return True
     if in_path:
         return False
-    if ISO_TIME.fullmatch(value):
+    if size >= 16 and value[4:5] == "-" and value[:4].isdigit() and ISO_TIME.fullmatch(value):
         return True
-    if value.isdigit() and len(value) in (10, 13):
+    if (size == 10 or size == 13) and value.isdigit():
         seconds = int(value) // (1000 if len(value) == 13 else 1)
         return _EPOCH_SECONDS[0] <= seconds <= _EPOCH_SECONDS[1]
     return False
@@ -260,6 +264,20 @@ Location = tuple[Any, ...]
 """Where in a request a value sits: ("path", 2), ("query", "id", 0), ("body", "$.x"), ..."""
 
 
+@functools.lru_cache(maxsize=1024)
+def _header_worth_reading(name: str) -> str | None:
+    """The lower-case name of a header that may carry an id, a token or a nonce; None else."""
+    lower = name.lower()
+    if lower in _PLAIN_HEADERS or lower in TRACE_HEADERS or lower.startswith("sec-"):
+        return None
+    return lower
+
+
+@functools.lru_cache(maxsize=4096)
+def _nonce_like(name: str) -> bool:
+    return bool(_NONCE_NAME.search(name))
+
+
 def request_tokens(request: Request) -> Iterator[tuple[Location, str]]:
     """Every value of ``request`` a dynamic or generated value could be, with its place."""
     for number, segment in enumerate(request.path.split("/")):
@@ -275,8 +293,8 @@ def request_tokens(request: Request) -> Iterator[tuple[Location, str]]:
         for where, value in _scalars(document):
             yield ("body", where), value
     for number, (name, value) in enumerate(request.headers):
-        lower = name.lower()
-        if lower in _PLAIN_HEADERS or lower in TRACE_HEADERS:
+        lower = _header_worth_reading(name)
+        if lower is None:
             continue
         for token_number, token in enumerate(_HEADER_TOKEN.findall(value)):
             yield ("header", lower, number, token_number), token.removeprefix("W/")
@@ -342,14 +360,15 @@ class Templated:
 def _is_declared_generated(location: Location, rules: DynamicRules) -> bool:
     kind = location[0]
     if kind == "query":
-        return location[1] in rules.request_query or bool(_NONCE_NAME.search(str(location[1])))
+        return location[1] in rules.request_query or _nonce_like(str(location[1]))
     if kind == "header":
-        return location[1] in rules.request_headers or bool(_NONCE_NAME.search(location[1]))
+        return location[1] in rules.request_headers or _nonce_like(location[1])
     if kind == "body":
-        if any(_path_matches(location[1], rule) for rule in rules.request_paths):
+        if rules.request_paths and any(
+            _path_matches(location[1], rule) for rule in rules.request_paths
+        ):
             return True
-        last = re.split(r"[.\[]", location[1])[-1]
-        return bool(_NONCE_NAME.search(last))
+        return _nonce_like(location[1].rsplit(".", 1)[-1])
     return False
 
 
@@ -364,6 +383,8 @@ def template(
     ``force``: places taken as dynamic whatever they hold, to try a request
     that carries a value never seen against a recorded request's shape.
     """
+    if not force and not _may_hold_values(request, dynamic, rules):
+        return Templated(request)
     dynamic_found: dict[Location, str] = {}
     generated_found: dict[Location, str] = {}
     for location, token in request_tokens(request):
@@ -377,6 +398,39 @@ def template(
         return Templated(request)
     marks = {loc: DYNAMIC for loc in dynamic_found} | {loc: GENERATED for loc in generated_found}
     return Templated(_with_marks(request, marks), dynamic_found, generated_found)
+
+
+_SHAPE_IN_TEXT = re.compile(
+    rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-|\d{4}-\d{2}-\d{2}[T ]\d{2}:|(?<!\d)\d{10}(?:\d{3})?(?!\d)"
+)
+_NONCE_IN_TEXT = re.compile(rb"(?i)nonce|request[-_]?id|idempotency|correlation")
+
+
+def _may_hold_values(request: Request, dynamic: Container[str], rules: DynamicRules) -> bool:
+    """False when ``request`` surely holds no dynamic or generated value: the common case,
+    told by a few searches instead of a walk through every value."""
+    if rules.request_paths or rules.request_headers or rules.request_query:
+        return True
+    if bool(dynamic):  # values to look for: only the walk can tell
+        return True
+    if not rules.generated:
+        return False
+    if _SHAPE_IN_TEXT.search(request.path.encode("utf-8", "surrogateescape")):
+        return True
+    for name, value in request.query:
+        if _nonce_like(name) or _SHAPE_IN_TEXT.search(value.encode("utf-8", "surrogateescape")):
+            return True
+    for name, value in request.headers:
+        lower = _header_worth_reading(name)
+        if lower is not None and (
+            _nonce_like(lower) or _SHAPE_IN_TEXT.search(value.encode("utf-8", "surrogateescape"))
+        ):
+            return True
+    body = request.body
+    if not body:
+        return False
+    head = body[:_JSON_LIMIT]
+    return _SHAPE_IN_TEXT.search(head) is not None or _NONCE_IN_TEXT.search(head) is not None
 
 
 def _with_marks(request: Request, marks: Mapping[Location, str]) -> Request:

@@ -32,7 +32,6 @@ from baton.replay.dynamic_values import (
     detect,
     substitute,
     template,
-    without_trace_headers,
 )
 from baton.replay.matching import KeyPart, MatchConfig, Mismatch, explain, match_key
 from baton.replay.state import (
@@ -179,12 +178,15 @@ class _EitherSet:
 
     __slots__ = ("first", "second")
 
-    def __init__(self, first: Container[str], second: Container[str]) -> None:
+    def __init__(self, first: Mapping[str, Any], second: Mapping[str, Any]) -> None:
         self.first = first
         self.second = second
 
     def __contains__(self, value: object) -> bool:
         return value in self.first or value in self.second
+
+    def __bool__(self) -> bool:
+        return bool(self.first) or bool(self.second)
 
 
 class Index:
@@ -214,6 +216,9 @@ class Index:
         self.interactions: list[Interaction] = list(interactions)
         base = config or MatchConfig()
         learned = learned_secret_fields(self.interactions)
+        if any(name in TRACE_HEADERS for name in base.headers):
+            # Trace context never takes part in matching, even when named with --match-header.
+            base = replace(base, headers=tuple(h for h in base.headers if h not in TRACE_HEADERS))
         self.config = base.with_secrets(
             type(base.secrets)(
                 rules=base.secrets.rules,
@@ -247,7 +252,7 @@ class Index:
             self._enqueue(number, interaction)
 
     def _template(self, request: Request, live: Container[str]) -> Templated:
-        return template(without_trace_headers(request), live, self.dynamic_rules)
+        return template(request, live, self.dynamic_rules)
 
     def _enqueue(self, number: int, interaction: Interaction) -> None:
         templated = self._template(interaction.request, self.dynamic_values)
@@ -432,7 +437,7 @@ class Index:
         places recorded requests hold dynamic values in; unchanged when no shape fits."""
         live = _EitherSet(self.dynamic_values, session.recorded)
         for shape in self._shapes:
-            candidate = template(without_trace_headers(request), live, self.dynamic_rules, shape)
+            candidate = template(request, live, self.dynamic_rules, shape)
             if not candidate.dynamic:
                 continue
             candidate_key = match_key(candidate.request, self.config)

@@ -104,6 +104,8 @@ class StateRules:
     def is_write(self, request: Request) -> bool:
         """True when ``request`` changes the service's state."""
         method = request.method.upper()
+        if not self.writes and not self.reads:
+            return method in WRITE_METHODS and not _graphql_read(request)
         if any(_route_matches(route, method, request.path) for route in self.writes):
             return True
         if any(_route_matches(route, method, request.path) for route in self.reads):

@@ -291,3 +291,16 @@ def test_a_bad_session_rule_is_one_line(recording: Recording) -> None:
     assert result.stderr.strip().splitlines() == [
         "baton: error: session-by 'ip': use header:NAME, cookie:NAME, client or none"
     ]
+
+
+def test_show_dynamic_lists_the_values_a_later_request_sent_back(recording: Recording) -> None:
+    result = run_baton(["show", str(recording.cassette), "--dynamic"])
+    assert result.returncode == 0, result.stderr
+    order_id = dict((name, body) for name, _, body in recording.answers)["order"]["id"]
+    lines = result.stdout.splitlines()
+    at = lines.index(order_id)
+    assert lines[at + 1] == "  from $.id of POST /orders (#8)"
+    assert lines[at + 2] == f"  sent back in path segment 2 of GET /orders/{order_id} (#9)"
+    etag = lines.index("  from header:ETag of POST /orders (#8)")
+    assert lines[etag + 1] == f"  sent back in header if-match of PATCH /orders/{order_id} (#10)"
+    assert lines[-1] == "2 dynamic values"
