@@ -442,6 +442,21 @@ def test_script_payloads_in_a_cassette_render_as_text_on_the_show_page(
     assert_quiet(browser, page)
 
 
+def test_show_html_keeps_the_filters_and_refuses_the_other_views(
+    hostile_cassettes: tuple[Path, Path],
+) -> None:
+    cassette = str(hostile_cassettes[0])
+    only_ws = run_baton(["show", cassette, "--html", "--path", "/ws"])
+    assert only_ws.returncode == 0, only_ws.stderr
+    assert '<span id="interaction-count">1</span>' in only_ws.stdout
+    assert 'id="interaction-8"' in only_ws.stdout  # it keeps its number in the cassette
+    both = run_baton(["show", cassette, "--html", "--summary"])
+    assert both.returncode == 2
+    assert both.stderr == (
+        "baton: error: --html is a page of its own; leave out --summary and --format json\n"
+    )
+
+
 # -- a large run ------------------------------------------------------------------------------
 
 
