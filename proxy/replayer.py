@@ -43,6 +43,7 @@ from baton.replay.options import ReplayOptions
 from baton.replay.record_mode import RecordMode
 from baton.replay.run_log import write_run_log
 from baton.replay.server import ROUTE_HEADER, RoutedReplayServer
+from baton.replay.state import SessionBy, StateCounter
 from baton.replay.streaming import is_streamed
 
 __all__ = ["Replayer", "flow_response", "latency_scale"]
@@ -130,6 +131,8 @@ class Replayer:
         self._conversations = ConversationRecorder()
         """Forwarded WebSocket conversations being recorded (new_episodes, all)."""
         self.run_log: Path | None = None
+        self._state = StateCounter()
+        """Writes seen per session while recording afresh (record mode all)."""
         """Where ``done`` writes what was served (``--run-log``; replay/run_log.py)."""
         self._cassettes: list[Path] = []
 
@@ -205,6 +208,10 @@ class Replayer:
             self.index = None
             return
         self._mode = RecordMode(ctx.options.baton_record_mode)
+        try:
+            self._state = StateCounter(session_by=SessionBy.parse(ctx.options.baton_session_by))
+        except ValueError as exc:
+            raise exceptions.OptionsError(str(exc)) from exc
         options = ReplayOptions(
             match_on=ctx.options.baton_match_on or None,
             match_headers=ctx.options.baton_match_headers,
@@ -249,6 +256,12 @@ class Replayer:
         if index is None or flow.response is not None or self._mode is RecordMode.ALL:
             if self._mode is RecordMode.ALL:
                 flow.metadata["baton_forward"] = True
+                # Recording afresh (the pytest plugin's `once`): writes counted as the
+                # Recorder counts them, for stateful replay of what is written.
+                peer = flow.client_conn.peername
+                flow.metadata["baton_state"] = self._state.stamp(
+                    request_from_flow(flow.request), f"{peer[0]}:{peer[1]}" if peer else None
+                )
             return
         forwarding = self._mode is RecordMode.NEW_EPISODES
         peer = flow.client_conn.peername
