@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Container, Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
@@ -235,6 +235,14 @@ def response_values(response: Response, rules: DynamicRules) -> Iterator[tuple[s
             declared = any(_path_matches(where, rule) for rule in rules.response_paths)
             if declared or _looks_generated_by_server(value):
                 yield value, where, declared
+    yield from _header_values_offered(response, rules)
+
+
+def _header_values_offered(
+    response: Response, rules: DynamicRules
+) -> Iterator[tuple[str, str, bool]]:
+    """(value, where, declared) of the headers a client might send back: ETag, Location,
+    cookies, declared headers."""
     for name, value in response.headers:
         lower = name.lower()
         if lower == "etag":
@@ -300,38 +308,103 @@ def request_tokens(request: Request) -> Iterator[tuple[Location, str]]:
             yield ("header", lower, number, token_number), token.removeprefix("W/")
 
 
-def detect(interactions: Iterable[Interaction], rules: DynamicRules) -> dict[str, DynamicValue]:
-    """Values a response carried and a later request sent back (or declared ones), by value."""
-    offered: dict[str, str] = {}
-    declared: set[str] = set()
+_JSON_STRING = re.compile(rb'"([^"\\\x00-\x1f]{4,512})"')
+"""A JSON string without escapes, 4 to 512 bytes: where ids and tokens sit in a body."""
+
+
+def _quick_request_tokens(request: Request) -> Iterator[str]:
+    """The values of ``request`` that could be dynamic, found without parsing its body.
+
+    Loading a cassette tries every request against every value offered before it;
+    a walk through each parsed body tripled the load time, and almost no request
+    sends a value back. Only a request that does is walked (``request_tokens``).
+    """
+    for segment in request.path.split("/"):
+        if segment:
+            yield unquote(segment) if "%" in segment else segment
+    for _, value in request.query:
+        yield value
+    body = request.body
+    if body and len(body) <= _JSON_LIMIT:
+        for match in _JSON_STRING.finditer(body):
+            yield match.group(1).decode("utf-8", "surrogateescape")
+        if body.lstrip()[:1] in (b"{", b"["):
+            for match in _JSON_NUMBER_VALUE.finditer(body):
+                yield match.group(1).decode("ascii")
+    for name, value in request.headers:
+        if _header_worth_reading(name) is not None:
+            for token in _HEADER_TOKEN.findall(value):
+                yield token.removeprefix("W/")
+
+
+_JSON_NUMBER_VALUE = re.compile(rb":\s*(-?\d{1,19})\s*[,}\]]")
+
+
+def _quick_response_values(response: Response, rules: DynamicRules) -> Iterator[str]:
+    """Values of ``response`` a client might send back, found without parsing its body
+    unless a declared rule names a path in it."""
+    body = response.body
+    encoding = header_values(response.headers, "content-encoding")
+    plain = not encoding or encoding[0].lower() in ("identity", "")
+    if body and plain and len(body) <= _JSON_LIMIT and body.lstrip()[:1] in (b"{", b"["):
+        if rules.detect:
+            for match in _JSON_STRING.finditer(body):
+                value = match.group(1).decode("utf-8", "surrogateescape")
+                if _looks_generated_by_server(value):
+                    yield value
+        if rules.response_paths:
+            document = _json_document(body, response.headers)
+            for where, value in _scalars(document):
+                if any(_path_matches(where, rule) for rule in rules.response_paths):
+                    yield value
+    for value, _, declared in _header_values_offered(response, rules):
+        if declared or rules.detect:
+            yield value
+
+
+def detect(interactions: Sequence[Interaction], rules: DynamicRules) -> dict[str, DynamicValue]:
+    """Values a response carried and a later request sent back (declared ones too), by value,
+    each with where it came from and where it went back."""
+    offered: dict[str, int] = {}
     found: dict[str, DynamicValue] = {}
+    looking = rules.detect or rules.response_paths or rules.response_headers or rules.cookies
     for number, interaction in enumerate(interactions):
         request = interaction.request
-        if offered:
+        if offered and any(token in offered for token in _quick_request_tokens(request)):
             for location, token in request_tokens(request):
-                origin = offered.get(token)
-                if origin is None:
+                source = offered.get(token)
+                if source is None:
                     continue
                 use = f"{_place(location)} of {request.method} {request.path} (#{number + 1})"
                 known = found.get(token)
                 if known is None:
+                    origin = _origin(token, interactions[source], source, rules)
                     found[token] = DynamicValue(token, origin, (use,))
                 elif len(known.uses) < 20:
                     found[token] = replace(known, uses=(*known.uses, use))
         response = interaction.response
-        if response is None or response.chunks is not None or response.stored is not None:
-            continue
-        if not rules.detect and not (
-            rules.response_paths or rules.response_headers or rules.cookies
+        if (
+            not looking
+            or response is None
+            or response.chunks is not None
+            or response.stored is not None
         ):
             continue
-        for value, where, is_declared in response_values(response, rules):
-            if not (is_declared or rules.detect) or value in offered:
-                continue
-            offered[value] = f"{where} of {request.method} {request.path} (#{number + 1})"
-            if is_declared:
-                declared.add(value)
+        for value in _quick_response_values(response, rules):
+            offered.setdefault(value, number)
     return found
+
+
+def _origin(value: str, interaction: Interaction, number: int, rules: DynamicRules) -> str:
+    """``$.id of POST /orders (#3)``: where in which answer a dynamic value came from."""
+    where = "body"
+    if interaction.response is not None:
+        for candidate, place, _ in response_values(interaction.response, rules):
+            if candidate == value:
+                where = place
+                break
+    request = interaction.request
+    return f"{where} of {request.method} {request.path} (#{number + 1})"
 
 
 def _place(location: Location) -> str:
