@@ -156,7 +156,11 @@ class Spool:
     def _filesystem(self) -> tuple[Any, str]:
         from baton.cassettes.locations import filesystem_for
 
-        fs, root = filesystem_for(self.destination, self.storage_options)
+        # A client of its own, made again after a failure: a store that restarted is met
+        # with fresh connections, not the pool of the one that went away.
+        options = {**_fail_fast(self.destination), **self.storage_options}
+        options["skip_instance_cache"] = True
+        fs, root = filesystem_for(self.destination, options)
         return fs, root.rstrip("/")
 
     def _run(self) -> None:
@@ -213,6 +217,24 @@ class Spool:
             self._on_uploaded(path, url)
         logger.info("baton: uploaded %s to %s", path.name, url)
         path.unlink()
+
+
+def _fail_fast(destination: str) -> dict[str, Any]:
+    """Storage options that make one upload attempt give up soon: the spool retries itself.
+
+    botocore retries up to five times inside one call, so an unreachable
+    store would hold one attempt for tens of seconds, with nothing counted.
+    ``--storage-option config_kwargs=...`` overrides it.
+    """
+    if destination.split("://", 1)[0] not in ("s3", "s3a"):
+        return {}
+    return {
+        "config_kwargs": {
+            "connect_timeout": 5,
+            "read_timeout": 60,
+            "retries": {"max_attempts": 1, "mode": "standard"},
+        },
+    }
 
 
 def _locked(path: Path) -> bool:
