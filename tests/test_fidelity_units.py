@@ -292,3 +292,82 @@ def test_a_changed_graphql_variable_names_itself_in_the_near_miss() -> None:
     report = miss.report()
     assert "GraphQL operation Product" in report
     assert 'variables.sku: recorded "apple", got "pear"' in report
+
+
+def test_a_graphql_get_matches_the_same_operation_sent_by_post() -> None:
+    query = "query P($sku: String!) { product(sku: $sku) { name } }"
+    post = _request("POST", "/graphql", {"query": query, "variables": {"sku": "apple"}})
+    index = Index([_interaction(0, post, {"data": {"product": {"name": "Apple"}}})])
+    config = MatchConfig.build(match_on=["method", "path", "query", "body"])
+    get_index = Index(
+        [
+            _interaction(
+                0,
+                Request(
+                    "GET",
+                    "http",
+                    "shop",
+                    80,
+                    "/graphql",
+                    query=(("query", query), ("variables", '{"sku": "apple"}')),
+                ),
+                {"data": {"product": {"name": "Apple"}}},
+            )
+        ],
+        config,
+    )
+    reformatted = "query P($sku: String!) {\n  product(sku: $sku) {\n    name\n  }\n}"
+    live_get = Request(
+        "GET",
+        "http",
+        "shop",
+        80,
+        "/graphql",
+        query=(("variables", '{"sku":"apple"}'), ("query", reformatted)),
+    )
+    assert _body(get_index.lookup(live_get)) == {"data": {"product": {"name": "Apple"}}}
+    live_post = _request("POST", "/graphql", {"variables": {"sku": "apple"}, "query": reformatted})
+    assert _body(index.lookup(live_post)) == {"data": {"product": {"name": "Apple"}}}
+
+
+def test_the_recorder_counts_writes_per_session() -> None:
+    counter = StateCounter(session_by=SessionBy.parse("header:X-Test-Id"))
+
+    def stamp(method: str, worker: str) -> dict:
+        return counter.stamp(_request(method, "/cart", {}, (("X-Test-Id", worker),)))
+
+    assert stamp("POST", "a") == {"writes": 0, "write": True, "session": "a"}
+    assert stamp("POST", "b") == {"writes": 0, "write": True, "session": "b"}
+    assert stamp("GET", "a") == {"writes": 1, "write": False, "session": "a"}
+
+
+def test_substitution_replaces_whole_values_only_and_fixes_the_length() -> None:
+    from baton.replay.dynamic_values import substitute
+
+    body = b'{"id": "ord-1", "next": "ord-12", "link": "/orders/ord-1"}'
+    response = Response(
+        200, headers=(("Location", "/orders/ord-1"), ("Content-Length", str(len(body)))), body=body
+    )
+    changed = substitute(response, {"ord-1": "ord-99"})
+    assert changed.body == b'{"id": "ord-99", "next": "ord-12", "link": "/orders/ord-99"}'
+    assert changed.header("Location") == "/orders/ord-99"
+    assert changed.header("Content-Length") == str(len(changed.body or b""))
+
+
+def test_dedupe_keeps_a_poll_and_drops_only_trailing_repeats() -> None:
+    from baton.replay.hygiene import dedupe_keep, parse_age
+
+    def answer(number: int, body: object) -> Interaction:
+        return _interaction(number, _request("GET", "/job"), body)
+
+    items = [
+        answer(0, "pending"),
+        answer(1, "pending"),
+        answer(2, "done"),
+        answer(3, "done"),
+        answer(4, "done"),
+    ]
+    assert dedupe_keep(items) == [True, True, True, False, False]
+    assert parse_age("1w3d") == 10 * 86400
+    with pytest.raises(ValueError, match="older-than '90'"):
+        parse_age("90")
