@@ -18,6 +18,7 @@ replaying one cassette side by side never take each other's answers.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -185,7 +186,10 @@ class StateCounter:
             self._writes[session] = before + 1
         tag: dict[str, Any] = {"writes": before, "write": write}
         if session:
-            tag["session"] = session
+            # A digest, never the value: a session cookie or header may be a credential.
+            tag["session"] = hashlib.sha256(session.encode("utf-8", "surrogateescape")).hexdigest()[
+                :16
+            ]
         return tag
 
 
