@@ -21,6 +21,7 @@ from typing import Any, Protocol, cast
 import msgpack
 
 from baton.cassettes.errors import CassetteFormatError, UnsupportedVersion
+from baton.cassettes.grpc_model import GrpcCall, GrpcMessage, split_frames
 from baton.cassettes.model import (
     Chunk,
     Interaction,
@@ -204,7 +205,20 @@ def interaction_to_object(
             "stream": None if ref is None else _ref_out(ref),
             "close": [websocket.close_code, websocket.close_reason, websocket.closed_by_client],
         }
+    if interaction.grpc is not None:
+        out["grpc"] = _grpc_out(interaction.grpc)
     return out
+
+
+def _grpc_out(call: GrpcCall) -> dict[str, Any]:
+    """The ``grpc`` map: the messages' bytes stay in the bodies; times and decoded forms here."""
+    return {
+        "service": call.service,
+        "method": call.method,
+        "schema": call.schema,
+        "request": [[message.offset_ms, message.decoded] for message in call.requests],
+        "response": [[message.offset_ms, message.decoded] for message in call.responses],
+    }
 
 
 def part_to_object(part: Part) -> dict[str, Any]:
@@ -435,7 +449,12 @@ def _fast_interaction(obj: dict[str, Any]) -> Interaction | None:
     response = obj.get("response")
     if type(request) is not dict or (response is not None and type(response) is not dict):
         return None
-    if "websocket" in obj or "stream" in request or (response is not None and "stream" in response):
+    if (
+        "websocket" in obj
+        or "grpc" in obj
+        or "stream" in request
+        or (response is not None and "stream" in response)
+    ):
         return None  # format 2's streams: the full path resolves them
     texts = [request.get(name) for name in _TEXT_FIELDS]
     if any(type(t) is not str for t in texts):
@@ -528,13 +547,54 @@ def interaction_from_object(
         if fields.has("websocket")
         else None
     )
+    request = _request_in(fields.child("request"), streams, where)
+    grpc = _grpc_in(fields.child("grpc"), request, response, where) if fields.has("grpc") else None
     return Interaction(
         id=fields.text("id"),
         recorded_at=fields.number("recorded_at"),
         duration_ms=fields.optional_number("duration_ms"),
-        request=_request_in(fields.child("request"), streams, where),
+        request=request,
         response=response,
         error=error,
         tags=tags,
         websocket=websocket,
+        grpc=grpc,
+    )
+
+
+def _grpc_in(fields: _Fields, request: Request, response: Response | None, where: str) -> GrpcCall:
+    """A ``GrpcCall`` from the ``grpc`` map and the frames of the bodies it describes."""
+
+    def messages(name: str, body: bytes | None) -> tuple[GrpcMessage, ...]:
+        entries = fields.raw(name)
+        if not isinstance(entries, list) or not all(
+            isinstance(entry, list)
+            and len(entry) == 2
+            and isinstance(entry[0], int | float)
+            and not isinstance(entry[0], bool)
+            for entry in entries
+        ):
+            raise fields._fail(name, "a list of [offset_ms, decoded] pairs")
+        try:
+            frames = split_frames(body or b"")
+        except ValueError as exc:
+            raise CassetteFormatError(
+                f"{where}: field grpc.{name}: the {name} body: {exc}"
+            ) from exc
+        if len(frames) != len(entries):
+            raise CassetteFormatError(
+                f"{where}: field grpc.{name}: {len(entries)} messages listed, "
+                f"the {name} body holds {len(frames)}"
+            )
+        return tuple(
+            GrpcMessage(data, compressed, float(entry[0]), entry[1])
+            for (compressed, data), entry in zip(frames, entries, strict=True)
+        )
+
+    return GrpcCall(
+        service=fields.text("service"),
+        method=fields.text("method"),
+        requests=messages("request", request.body),
+        responses=messages("response", None if response is None else response.body),
+        schema=fields.text("schema"),
     )

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
+from baton.cassettes.grpc_model import GrpcCall
+
 __all__ = [
     "Chunk",
     "Headers",
@@ -195,6 +197,8 @@ class Interaction:
     tags: Mapping[str, Any] = field(default_factory=dict)
     websocket: WebSocketConversation | None = None
     """The conversation after a WebSocket handshake (the response is its 101)."""
+    grpc: GrpcCall | None = None
+    """A gRPC call's messages with their times and decoded forms (cassettes/grpc_model.py)."""
 
     def with_tags(self, **extra: Any) -> Interaction:
         """Return a copy with ``extra`` merged into the tags."""

@@ -200,6 +200,8 @@ def check_modes(modes: Sequence[str], *, bare_reverse: bool = False) -> None:
     for spec in modes:
         if bare_reverse and spec == "reverse":
             continue
+        if spec.startswith(("reverse:h2c://", "reverse:grpc://", "reverse:grpcs://")):
+            continue  # baton's own gRPC recorder (proxy/grpc_recording.py) checks these
         name, _, data = spec.partition(":")
         try:
             parsed = ProxyMode.parse(spec)

@@ -20,6 +20,7 @@ from baton.proxy.cli.fleet import (
     fleet_options,
     observability_options,
 )
+from baton.proxy.cli.grpc import GrpcFlags, grpc_options, record_grpc
 from baton.proxy.cli.options import (
     RedactionFlags,
     configure_logging,
@@ -68,10 +69,11 @@ __all__ = ["record"]
     help="Bodies longer than this (e.g. 16MB, 512KB, 1GB) pass through and are written in "
     "pieces, never held whole; server-sent events and bodies without a length always are.",
 )
+@record_state_options
 @fleet_options
 @observability_options
-@record_state_options
 @spec_option
+@grpc_options(record=True)
 @mitmproxy_options("Any mitmproxy option, as with mitmdump --set.")
 def record(
     cassette: str,
@@ -90,6 +92,7 @@ def record(
     quiet: bool,
     fleet: FleetFlags,
     observability: ObservabilityFlags,
+    grpc: GrpcFlags,
 ) -> None:
     """Run a proxy that records every exchange through it into CASSETTE.
 
@@ -100,7 +103,15 @@ def record(
     Example (reverse proxy in front of a service on port 8000):
       baton record -o api.cassette --mode reverse:http://127.0.0.1:8000 --listen-port 9000
       curl http://127.0.0.1:9000/items
+
+    gRPC on an insecure channel (h2c): --mode reverse:h2c://HOST:PORT (docs/grpc.md).
     """
+    if any(m.startswith(("reverse:h2c://", "reverse:grpc://", "reverse:grpcs://")) for m in modes):
+        configure_logging(verbose, quiet)
+        record_grpc(
+            cassette, modes[0], listen_host, listen_port, redaction.redactor(), grpc, fsync, quiet
+        )
+        return
     from baton.proxy.recorder import Recorder
     from baton.proxy.running import ProxySettings, ProxyStartupError, run_proxy
     from baton.proxy.status import RecordingStatus

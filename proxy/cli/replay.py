@@ -18,6 +18,7 @@ from baton.proxy.cli.fleet import (
     replay_observers,
     serve_replay_metrics,
 )
+from baton.proxy.cli.grpc import GrpcFlags, cassette_holds_grpc, grpc_options, replay_grpc
 from baton.proxy.cli.options import (
     RedactionFlags,
     configure_logging,
@@ -87,6 +88,7 @@ __all__ = ["replay"]
 @fidelity_options
 @observability_options
 @spec_option
+@grpc_options(replay=True)
 @mitmproxy_options("Any mitmproxy option (implies the mitmproxy path).")
 def replay(
     cassettes: tuple[str | Path, ...],
@@ -110,6 +112,7 @@ def replay(
     verbose: int,
     quiet: bool,
     observability: ObservabilityFlags,
+    grpc: GrpcFlags,
 ) -> None:
     """Answer requests from CASSETTE... in place of the recorded services.
 
@@ -148,6 +151,10 @@ def replay(
             raise InputError(f"{path}: no such file")
     replaying_only = mode is RecordMode.NONE or (mode is RecordMode.ONCE and cassettes[0].exists())
     reverse_plain = all(m == "reverse" or m.startswith("reverse:http://") for m in modes)
+    if replaying_only and reverse_plain and cassette_holds_grpc(cassettes):
+        # gRPC clients speak HTTP/2 (h2c or TLS): a grpcio server answers (replay/grpc_replay.py).
+        replay_grpc(cassettes, listen_host, listen_port, grpc, fail_on_miss, quiet)
+        return
     # The live contract check is a mitmproxy addon: --spec takes the mitmproxy path.
     if replaying_only and reverse_plain and not extra and spec is None:
         _replay_fast(
