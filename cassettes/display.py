@@ -26,6 +26,8 @@ from typing import Any
 
 from baton.cassettes.content_coding import decode_body
 from baton.cassettes.errors import ContentCodingError
+from baton.cassettes.grpc_display import grpc_json, grpc_lines, grpc_summary
+from baton.cassettes.grpc_model import grpc_call_of
 from baton.cassettes.model import Headers, Interaction, Request, Response, WebSocketConversation
 from baton.cassettes.sse import is_event_stream, parse_events
 from baton.cassettes.wording import plural
@@ -236,6 +238,9 @@ def render_interaction(
             _block(lines, "< trailer", response.trailers, stable)
     if interaction.websocket is not None:
         lines += websocket_lines(interaction.websocket, max_body=max_body, stable=stable)
+    call = grpc_call_of(interaction)
+    if call is not None:
+        lines += grpc_lines(interaction, call, max_body=max_body, stable=stable)
     return "\n".join(lines)
 
 
@@ -299,6 +304,9 @@ def render_summary_line(interaction: Interaction, number: int, *, colour: bool =
     line = f"#{number:<4} {method} {request.url}  {status} {sent} -> {received}  {_duration(interaction)}"
     if interaction.websocket is not None:
         line += f"  websocket: {plural(len(interaction.websocket.messages), 'message')}"
+    call = grpc_call_of(interaction)
+    if call is not None:
+        line += grpc_summary(interaction, call)
     return line
 
 
@@ -376,6 +384,9 @@ def interaction_to_json(interaction: Interaction) -> dict[str, Any]:
     }
     if interaction.websocket is not None:
         out["websocket"] = _websocket_json(interaction.websocket)
+    call = grpc_call_of(interaction)
+    if call is not None:
+        out["grpc"] = grpc_json(call)
     if response is not None:
         out["response"] = {
             "status": response.status,
