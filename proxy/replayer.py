@@ -38,11 +38,21 @@ from baton.cassettes.writer import CassetteWriter, PartStream
 from baton.proxy.flows import interaction_from_flow, request_from_flow
 from baton.proxy.redaction_options import declare_redaction_options, redactor_from_options
 from baton.proxy.websocket_recording import ConversationRecorder
-from baton.replay.index import ExhaustedPolicy, Index, Miss
+from baton.replay.faults import (
+    FAULT_HEADER,
+    Fault,
+    FaultKind,
+    FaultPlan,
+    FaultRuleError,
+    custom_fault,
+    malformed_json_response,
+    with_fault_header,
+)
+from baton.replay.index import ExhaustedPolicy, Hit, Index, Miss
 from baton.replay.options import ReplayOptions
 from baton.replay.record_mode import RecordMode
 from baton.replay.run_log import write_run_log
-from baton.replay.server import ROUTE_HEADER, RoutedReplayServer
+from baton.replay.server import FAULT_ROUTE_HEADER, ROUTE_HEADER, RoutedReplayServer
 from baton.replay.state import SessionBy, StateCounter
 from baton.replay.streaming import is_streamed
 
@@ -114,6 +124,32 @@ def latency_scale(value: str | None) -> float | None:
     return scale
 
 
+_ROUTED_FAULTS = frozenset({FaultKind.SLOW_BODY, FaultKind.TRUNCATE, FaultKind.MALFORMED})
+
+
+def fault_plan(rules: Sequence[str], seed: str | None) -> FaultPlan | None:
+    """``baton_faults`` and ``baton_fault_seed`` as a plan; ``OptionsError`` for a bad rule."""
+    if not rules:
+        return None
+    try:
+        return FaultPlan(rules, seed=None if seed in (None, "") else int(seed))
+    except (FaultRuleError, ValueError) as exc:
+        raise exceptions.OptionsError(str(exc)) from exc
+
+
+def _faulted(result: Hit, fault: Fault | None, flow: http.HTTPFlow) -> Response | None:
+    """The answer a custom or ``malformed=json`` fault makes of the recorded one, else unchanged."""
+    if fault is None or fault.kind not in (FaultKind.CUSTOM, FaultKind.MALFORMED):
+        return result.response
+    recorded = result.response if result.response is not None else result.interaction.response
+    if fault.kind is FaultKind.MALFORMED:
+        return malformed_json_response(recorded, fault.rule.text)
+    function = custom_fault(fault.rule.custom)
+    assert function is not None
+    answer = function(request_from_flow(flow.request), recorded, fault.rule.argument)
+    return with_fault_header(answer, fault.rule.text)
+
+
 class Replayer:
     """Serve interactions from ``baton_replay`` cassettes; forward and record per the record mode."""
 
@@ -135,6 +171,8 @@ class Replayer:
         """Writes seen per session while recording afresh (record mode all)."""
         """Where ``done`` writes what was served (``--run-log``; replay/run_log.py)."""
         self._cassettes: list[Path] = []
+        self.faults: FaultPlan | None = None
+        """``baton_faults`` (replay/faults.py): drawn here, in the request hook."""
 
     def load(self, loader: object) -> None:
         add = loader.add_option  # type: ignore[attr-defined]
@@ -189,6 +227,8 @@ class Replayer:
         add("baton_shift_time", str | None, None, "Move answers' dates to now (or this ISO time).")
         add("baton_time_fields", Sequence[str], [], "JSON fields holding epoch times to shift.")
         add("baton_run_log", str | None, None, "Write what was served here when done.")
+        add("baton_faults", Sequence[str], [], "Fault rules: status=503,rate=0.1, reset, ...")
+        add("baton_fault_seed", str | None, None, "Seed of the fault coin (an integer).")
         # What new_episodes and all write is redacted by the same rules as a recording.
         declare_redaction_options(add)
 
@@ -198,8 +238,17 @@ class Replayer:
         if "baton_replay_latency" in updated:
             self.latency_scale = latency_scale(ctx.options.baton_replay_latency)
             self._stop_routed()  # it paces streams by the old scale
+        if updated & {"baton_faults", "baton_fault_seed"}:
+            self.faults = fault_plan(ctx.options.baton_faults, ctx.options.baton_fault_seed)
+            self._stop_routed()  # it acts on the old rules
         # The index is rebuilt (and its counts start over) only when what it holds changes.
-        index_blind = {"baton_cassette", "baton_replay_latency", "baton_run_log"}
+        index_blind = {
+            "baton_cassette",
+            "baton_replay_latency",
+            "baton_run_log",
+            "baton_faults",
+            "baton_fault_seed",
+        }
         if not any(name.startswith("baton_") and name not in index_blind for name in updated):
             return
         paths = [Path(p) for p in ctx.options.baton_replay]
@@ -263,6 +312,9 @@ class Replayer:
                     request_from_flow(flow.request), f"{peer[0]}:{peer[1]}" if peer else None
                 )
             return
+        fault = None if self.faults is None else self.faults.decide(request_from_flow(flow.request))
+        if fault is not None and await self._fault_answers(flow, fault):
+            return
         forwarding = self._mode is RecordMode.NEW_EPISODES
         peer = flow.client_conn.peername
         result = index.lookup(
@@ -277,13 +329,43 @@ class Replayer:
             logger.warning("%s", result.report())
             flow.response = miss_flow_response(result, ctx.options.baton_miss_status)
             return
+        if fault is not None and fault.kind in _ROUTED_FAULTS:
+            # Bytes a request hook cannot shape: the loopback server sends them.
+            assert self.faults is not None
+            await self._route(flow, result.number)
+            flow.request.headers[FAULT_ROUTE_HEADER] = str(self.faults.rule_number(fault.rule))
+            return
         if needs_routing(result.interaction):
             await self._route(flow, result.number)
             return
-        flow.response = flow_response(result.interaction, result.response)
+        flow.response = flow_response(result.interaction, _faulted(result, fault, flow))
         recorded_ms = result.interaction.duration_ms
-        if self.latency_scale and recorded_ms:
-            await asyncio.sleep(recorded_ms / 1000.0 * self.latency_scale)
+        wait = (
+            recorded_ms / 1000.0 * self.latency_scale if self.latency_scale and recorded_ms else 0.0
+        )
+        if fault is not None:
+            flow.response.headers[FAULT_HEADER] = fault.rule.text
+            wait += fault.delay_s  # a delay fault composes with --replay-latency
+        if wait:
+            await asyncio.sleep(wait)
+
+    async def _fault_answers(self, flow: http.HTTPFlow, fault: Fault) -> bool:
+        """Answer ``flow`` with a fault that needs no recording; False for the others."""
+        rule = fault.rule
+        if fault.kind is FaultKind.STATUS:
+            flow.response = http.Response.make(
+                rule.status,
+                f"baton: injected fault {rule.text}\n",
+                {"Content-Type": "text/plain; charset=utf-8", FAULT_HEADER: rule.text},
+            )
+            return True
+        if fault.kind is FaultKind.RESET:
+            flow.kill()  # mitmproxy closes the client's connection without an answer
+            return True
+        if fault.kind is FaultKind.TIMEOUT:
+            flow.intercept()  # held until the client gives up or the proxy stops
+            return True
+        return False
 
     async def _route(self, flow: http.HTTPFlow, number: int) -> None:
         """Send ``flow`` to the loopback replay server, naming interaction ``number``."""
@@ -307,6 +389,7 @@ class Replayer:
                 host="127.0.0.1",
                 miss_status=ctx.options.baton_miss_status,
                 latency_scale=self.latency_scale,
+                faults=self.faults,
             )
 
             async def start() -> RoutedReplayServer:

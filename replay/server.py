@@ -33,10 +33,12 @@ from urllib.parse import parse_qsl
 import httptools
 
 from baton.cassettes.model import Interaction, Request, Response, header_values
+from baton.replay.faults import Fault, FaultKind, FaultPlan
 from baton.replay.index import Hit, Index, Miss
 from baton.replay.streaming import StreamedAnswer, is_streamed, send_stream
 
 __all__ = [
+    "FAULT_ROUTE_HEADER",
     "ROUTE_HEADER",
     "ReplayServer",
     "RoutedReplayServer",
@@ -232,6 +234,7 @@ class _Connection(asyncio.Protocol):
             return
         if (
             self._server.latency_scale is None
+            and self._server.faults is None  # --fault: answered by _drain, which can wait
             and not self._queue
             and (self._worker is None or self._worker.done())
         ):
@@ -246,10 +249,29 @@ class _Connection(asyncio.Protocol):
             await self._stream(*streaming)
         while self._queue:
             item = self._queue[0]
+            fault = self._server.fault_for(item.request)
             delay = self._server.delay_for(item.request, self._client)
+            if fault is not None:
+                delay += fault.delay_s  # a delay fault composes with --replay-latency
             if delay:
                 await asyncio.sleep(delay)
             self._queue.popleft()
+            if fault is not None and self._transport is not None:
+                from baton.replay.fault_wire import inject_fault
+
+                going_on = await inject_fault(
+                    fault,
+                    self._server,
+                    self,
+                    self._transport,
+                    item.request,
+                    self._client,
+                    item.keep_alive,
+                )
+                if not going_on:
+                    self._queue.clear()
+                    return
+                continue
             answer = self._server.respond(item.request, self._client)
             if type(answer) is bytes:
                 self._reply(answer, item.keep_alive)
@@ -293,12 +315,15 @@ class ReplayServer:
         port: int = 0,
         miss_status: int = 502,
         latency_scale: float | None = None,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.index = index
         self.host = host
         self.port = port
         self.miss_status = miss_status
         self.latency_scale = latency_scale
+        self.faults = faults
+        """``--fault`` rules (replay/faults.py); None keeps the hot path free of them."""
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[_Connection] = set()
         # Serialised once, here: the hot path only looks up and writes.
@@ -365,6 +390,10 @@ class ReplayServer:
 
         return accept_websocket(self, connection, request, rest)
 
+    def fault_for(self, request: Request) -> Fault | None:
+        """The fault this request gets under ``--fault``, or None (drawn once per request)."""
+        return None if self.faults is None else self.faults.decide(request)
+
     def delay_for(self, request: Request, client: str | None = None) -> float:
         """Seconds to wait before answering, under ``--replay-latency``."""
         if self.latency_scale is None:
@@ -408,6 +437,9 @@ class ReplayServer:
 ROUTE_HEADER = "X-Baton-Interaction"
 """Names, by its number in the shared ``Index``, the interaction a routed request is answered with."""
 
+FAULT_ROUTE_HEADER = "X-Baton-Fault-Rule"
+"""Names, by its position in the shared ``FaultPlan``, the fault the Replayer drew for a request."""
+
 
 class RoutedReplayServer(ReplayServer):
     """The replay server behind the mitmproxy path, for answers a mitmproxy hook cannot give.
@@ -426,6 +458,17 @@ class RoutedReplayServer(ReplayServer):
             number = int(named[0])
             return Hit(self.index.interactions[number], number)
         return Miss(request, [], f"no {ROUTE_HEADER} header names the interaction for")
+
+    def fault_for(self, request: Request) -> Fault | None:
+        """The fault the Replayer already drew for this request (never drawn twice)."""
+        named = header_values(request.headers, FAULT_ROUTE_HEADER)
+        if self.faults is None or not named or not named[0].isdigit():
+            return None
+        number = int(named[0])
+        if number >= len(self.faults.rules):
+            return None
+        rule = self.faults.rules[number]
+        return Fault(rule) if rule.kind is not FaultKind.DELAY else None
 
 
 def install_fast_loop() -> Any:

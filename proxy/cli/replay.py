@@ -11,6 +11,7 @@ import click
 
 from baton.proxy.cli.contract import live_checks, live_summary, spec_option
 from baton.proxy.cli.errors import InputError, user_errors
+from baton.proxy.cli.faults import FaultFlags, fault_options, fault_summary, serve_fault_metrics
 from baton.proxy.cli.fidelity import FidelityFlags, fidelity_options, finish_replay
 from baton.proxy.cli.fleet import (
     ObservabilityFlags,
@@ -28,6 +29,7 @@ from baton.proxy.cli.options import (
     redaction_options,
 )
 from baton.proxy.cli.sources import CASSETTE_LOCATION, local_cassettes
+from baton.replay.faults import FaultPlan
 from baton.replay.index import ExhaustedPolicy
 from baton.replay.options import ReplayOptions, recorded_origins
 from baton.replay.record_mode import RecordMode
@@ -83,6 +85,7 @@ __all__ = ["replay"]
     metavar="[SCALE]",
     help="Wait the recorded duration (times SCALE, default 1) before answering.",
 )
+@fault_options
 @redaction_options
 @click.option("--fail-on-miss", is_flag=True, help="Exit 1 at the end if any request missed.")
 @fidelity_options
@@ -104,6 +107,7 @@ def replay(
     on_exhausted: str,
     miss_status: int,
     replay_latency: float | None,
+    faults: FaultFlags,
     redaction: RedactionFlags,
     fail_on_miss: bool,
     fidelity: FidelityFlags,
@@ -149,6 +153,7 @@ def replay(
         may_be_missing = mode in (RecordMode.ONCE, RecordMode.ALL) and path == cassettes[0]
         if not path.exists() and not may_be_missing:
             raise InputError(f"{path}: no such file")
+    fault_plan = faults.plan()  # a bad rule is one line, exit 2, before anything listens
     replaying_only = mode is RecordMode.NONE or (mode is RecordMode.ONCE and cassettes[0].exists())
     reverse_plain = all(m == "reverse" or m.startswith("reverse:http://") for m in modes)
     if replaying_only and reverse_plain and cassette_holds_grpc(cassettes):
@@ -158,7 +163,14 @@ def replay(
     # The live contract check is a mitmproxy addon: --spec takes the mitmproxy path.
     if replaying_only and reverse_plain and not extra and spec is None:
         _replay_fast(
-            cassettes, listen_host, listen_port, options, replay_latency, fail_on_miss, quiet
+            cassettes,
+            listen_host,
+            listen_port,
+            options,
+            replay_latency,
+            fail_on_miss,
+            quiet,
+            fault_plan,
         )
     else:
         _replay_mitmproxy(
@@ -172,6 +184,7 @@ def replay(
             extra,
             quiet,
             live_checks(spec),
+            faults,
         )
 
 
@@ -183,6 +196,7 @@ def _replay_fast(
     replay_latency: float | None,
     fail_on_miss: bool,
     quiet: bool,
+    fault_plan: FaultPlan | None = None,
 ) -> None:
     import signal
 
@@ -207,11 +221,14 @@ def _replay_fast(
         port=listen_port,
         miss_status=options.miss_status,
         latency_scale=replay_latency,
+        faults=fault_plan,
     )
 
     status = ReplayStatus(lambda: index, quiet=quiet)
     # --metrics-port: served and missed requests are the index's own counts, read when scraped.
     serve_replay_metrics(lambda: index)
+    rules = tuple(rule.text for rule in fault_plan.rules) if fault_plan is not None else ()
+    serve_fault_metrics(rules, lambda: server.faults)
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
@@ -240,7 +257,7 @@ def _replay_fast(
             await server.close()
 
     asyncio.run(serve())
-    for line in replay_summary(index):
+    for line in replay_summary(index) + fault_summary(server.faults):
         click.echo(line, err=True)
     unused = finish_replay(index, options, cassettes, write_log=True)
     if (fail_on_miss and index.misses) or unused:
@@ -258,6 +275,7 @@ def _replay_mitmproxy(
     extra: tuple[str, ...],
     quiet: bool,
     checks: list[object],
+    faults: FaultFlags | None = None,
 ) -> None:
     from baton.proxy.replayer import Replayer
     from baton.proxy.running import ProxySettings, ProxyStartupError, run_proxy
@@ -275,11 +293,13 @@ def _replay_mitmproxy(
             "connection_strategy": "lazy",
             **options.addon_options(cassettes, address=not reverse),
             "baton_replay_latency": None if replay_latency is None else str(replay_latency),
+            **(faults.addon_options() if faults is not None else {}),
         },
     )
     replayer = Replayer()
     status = ReplayStatus(lambda: replayer.index, quiet=quiet)
     serve_replay_metrics(lambda: replayer.index)
+    serve_fault_metrics(faults.rules if faults is not None else (), lambda: replayer.faults)
 
     def ready(addresses: list[tuple[str, int]]) -> None:
         where = ", ".join(format_address(h, p) for h, p in addresses)
@@ -303,7 +323,7 @@ def _replay_mitmproxy(
         replayer.done()
     live_summary(checks)
     if replayer.index is not None:
-        for line in replay_summary(replayer.index):
+        for line in replay_summary(replayer.index) + fault_summary(replayer.faults):
             click.echo(line, err=True)
         if replayer.recorded:
             click.echo(
