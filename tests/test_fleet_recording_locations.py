@@ -145,3 +145,39 @@ def test_show_reads_a_glob_that_matches_one_cassette_and_refuses_one_that_matche
     assert missing.stderr.strip().splitlines() == [
         f"baton: error: {shards}/zzz-*.cassette: matches no file"
     ]
+
+
+def test_lint_export_and_contract_read_globs_directories_and_urls(
+    shards: Path, tmp_path: Path
+) -> None:
+    import json
+    import logging
+
+    from click.testing import CliRunner
+
+    from baton.proxy.cli import main
+
+    memory = fsspec.filesystem("memory")
+    memory.put_file(str(shards / "a.0000.cassette"), "/fleet-cli/a.0000.cassette")
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    env = {"BATON_CACHE_DIR": str(tmp_path / "cache")}
+    try:
+        runner = CliRunner()
+        linted = runner.invoke(main, ["lint", str(shards / "*.cassette")], env=env)
+        assert linted.exit_code == 0, linted.output
+        exported = runner.invoke(
+            main, ["export", "memory://fleet-cli/a.0000.cassette", "--format", "json"], env=env
+        )
+        assert exported.exit_code == 0, exported.output
+        paths = [i["request"]["path"] for i in json.loads(exported.stdout)["interactions"]]
+        assert paths == ["/a"]
+        inferred = runner.invoke(main, ["contract", "infer", str(shards)], env=env)
+        assert inferred.exit_code == 0, inferred.output
+        assert "/a:" in inferred.stdout and "/b:" in inferred.stdout
+        missing = runner.invoke(main, ["lint", str(shards / "none-*.cassette")], env=env)
+        assert missing.exit_code == 2
+        assert missing.stderr.strip() == f"baton: error: {shards}/none-*.cassette: matches no file"
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)

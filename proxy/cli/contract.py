@@ -22,6 +22,7 @@ from baton.cassettes.reader import CassetteReader
 from baton.cassettes.wording import plural
 from baton.proxy.cli.errors import InputError, user_errors
 from baton.proxy.cli.options import RedactionFlags, configure_logging, redaction_options
+from baton.proxy.cli.sources import CASSETTE_LOCATION, local_cassettes
 from baton.replay.comparison import DriftClass
 
 __all__ = ["contract"]
@@ -41,10 +42,13 @@ def contract() -> None:
     """
 
 
-def _cassette_paths(paths: tuple[Path, ...]) -> None:
+def _cassette_paths(locations: tuple[str | Path, ...]) -> tuple[Path, ...]:
+    """Local files for the arguments (paths, globs, URLs: proxy/cli/sources.py), each a file."""
+    paths = local_cassettes(locations)
     for path in paths:
         if not path.is_file():
             raise InputError(f"{path}: no such cassette")
+    return paths
 
 
 def _interactions(
@@ -95,7 +99,7 @@ def _report_options(command: Any) -> Any:
 
 
 @contract.command()
-@click.argument("cassettes", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("cassettes", nargs=-1, required=True, type=CASSETTE_LOCATION)
 @click.option(
     "-o",
     "--output",
@@ -157,7 +161,7 @@ def infer(
     )
 
     configure_logging(0, True)
-    _cassette_paths(cassettes)
+    cassettes = _cassette_paths(cassettes)
     existing = _load_spec(merge_into) if merge_into is not None else None
     options = InferenceOptions(
         path_templates=path_template, enum_max=enum_max, host=host, title=title
@@ -207,7 +211,7 @@ def infer(
 
 
 @contract.command()
-@click.argument("cassettes", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("cassettes", nargs=-1, required=True, type=CASSETTE_LOCATION)
 @click.option(
     "--spec",
     required=True,
@@ -231,7 +235,7 @@ def check(cassettes: tuple[Path, ...], spec: Path, fmt: str, output: Path | None
     from baton.replay.contract_report import check_verdict, render_check
 
     configure_logging(0, True)
-    _cassette_paths(cassettes)
+    cassettes = _cassette_paths(cassettes)
     document = _load_spec(spec)
     try:
         checker = ContractChecker(document, name=str(spec))

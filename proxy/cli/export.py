@@ -12,12 +12,13 @@ from baton.cassettes.reader import CassetteReader
 from baton.proxy.cli.errors import InputError, user_errors
 from baton.proxy.cli.export_pact import PactFlags, export_pact, pact_options
 from baton.proxy.cli.options import configure_logging
+from baton.proxy.cli.sources import CASSETTE_LOCATION, local_cassette
 
 __all__ = ["export"]
 
 
 @click.command()
-@click.argument("cassette", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("cassette", type=CASSETTE_LOCATION)
 @click.option(
     "--format",
     "fmt",
@@ -34,7 +35,7 @@ __all__ = ["export"]
     help="File [default: stdout]; for pact with several pairs, a folder.",
 )
 @pact_options
-def export(cassette: Path, fmt: str, output: Path | None, pact: PactFlags) -> None:
+def export(cassette: str | Path, fmt: str, output: Path | None, pact: PactFlags) -> None:
     """Export CASSETTE as HAR 1.2, JSON, or Pact files.
 
     \b
@@ -42,6 +43,7 @@ def export(cassette: Path, fmt: str, output: Path | None, pact: PactFlags) -> No
       baton export api.cassette -o api.har
       baton export catalog.cassette --format pact --consumer cart --provider catalog -o pacts/
     """
+    cassette = local_cassette(cassette)  # a path, a glob naming one, or a URL
     if fmt == "pact":
         export_pact(cassette, output, pact)
         return

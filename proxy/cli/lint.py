@@ -11,16 +11,15 @@ from baton.cassettes.reader import CassetteReader
 from baton.cassettes.wording import plural
 from baton.proxy.cli.errors import user_errors
 from baton.proxy.cli.options import configure_logging
+from baton.proxy.cli.sources import CASSETTE_LOCATION, local_cassettes
 
 __all__ = ["lint"]
 
 
 @click.command()
-@click.argument(
-    "cassettes", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
-)
+@click.argument("cassettes", nargs=-1, required=True, type=CASSETTE_LOCATION)
 @click.option("--no-entropy", is_flag=True, help="Only known secret shapes, no entropy check.")
-def lint(cassettes: tuple[Path, ...], no_entropy: bool) -> None:
+def lint(cassettes: tuple[str | Path, ...], no_entropy: bool) -> None:
     """Look for secrets redaction missed; exit 1 if any is found (for a pre-commit hook).
 
     \b
@@ -32,6 +31,7 @@ def lint(cassettes: tuple[Path, ...], no_entropy: bool) -> None:
     from baton.cassettes.leak_scan import NOT_SCRUBBED, scan_interaction
 
     configure_logging(0, True)
+    cassettes = local_cassettes(cassettes)  # paths, globs, directories, URLs
     found = 0
     unscrubbed = 0
     for path in cassettes:
