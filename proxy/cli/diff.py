@@ -13,6 +13,7 @@ import click
 from baton.proxy.cli.configuration import current_config
 from baton.proxy.cli.errors import InputError, user_errors
 from baton.proxy.cli.fidelity import graphql_schema_option
+from baton.proxy.cli.grpc import GrpcFlags, diff_grpc, grpc_diff_wanted, grpc_options, proto_diff
 from baton.proxy.cli.options import configure_logging
 from baton.proxy.cli.sources import CASSETTE_LOCATION
 from baton.replay.comparison import DriftClass
@@ -27,6 +28,7 @@ __all__ = ["diff"]
     "--target", metavar="URL", help="Base URL of the build to test, e.g. http://127.0.0.1:8000."
 )
 @graphql_schema_option
+@grpc_options(diff=True)
 @click.option("--concurrency", type=click.IntRange(1, 512), default=32, show_default=True)
 @click.option(
     "--timeout",
@@ -154,6 +156,7 @@ def diff(
     shard: str | None,
     dask_address: str | None,
     dask_workers: int,
+    grpc: GrpcFlags,
 ) -> None:
     """Tell where a new build (or a new recording) answers differently from CASSETTE.
 
@@ -168,6 +171,8 @@ def diff(
       baton diff v1.cassette v2.cassette --format markdown -o drift.md
       baton diff api.cassette --target http://127.0.0.1:8000 --shard 2/4 --format json -o 2.json
       baton diff api.cassette --target http://127.0.0.1:8000 --dask tcp://10.0.0.5:8786
+      baton diff grpc.cassette --target h2c://127.0.0.1:50051
+      baton diff orders-v1.proto orders-v2.proto
     """
     import json as json_module
 
@@ -197,6 +202,32 @@ def diff(
             raise InputError(
                 f"{noise_file}: not a baton noise file ({type(exc).__name__})"
             ) from exc
+    if grpc_diff_wanted(cassette, new_cassette, target):
+        # gRPC (proxy/cli/grpc.py): two schemas compared, or recorded calls re-sent.
+        if new_cassette is not None:
+            proto_diff(Path(cassette), Path(new_cassette))
+        from baton.replay.comparison import NoiseRules
+
+        rules = NoiseRules(list(ignore), list(ignore_regex), {}, {}, ignore_order)
+        for endpoint, locations in noise.items():
+            rules.learn(endpoint, locations)
+        assert target is not None
+        diff_grpc(
+            Path(cassette),
+            target,
+            grpc,
+            headers=supplied_headers(headers),
+            only=only,
+            rules=rules,
+            learn_noise=learn_noise,
+            reference=reference,
+            ca_cert=ca_cert,
+            fail_on=fail_on,
+            fmt=fmt,
+            output=output,
+            save_noise=save_noise,
+            timeout=timeout,
+        )
     try:
         job = DiffJob(
             cassette=_shown(cassette),

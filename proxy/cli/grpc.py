@@ -391,3 +391,120 @@ def replay_grpc(
         click.echo(f"  miss: {line}", err=True)
     if fail_on_miss and replayer.misses:
         sys.exit(1)
+
+
+_SCHEMA_SUFFIXES = (".proto", ".pb", ".desc", ".protoset", ".binpb")
+
+
+def grpc_diff_wanted(cassette: str, new_cassette: str | None, target: str | None) -> bool:
+    """True for ``baton diff OLD.proto NEW.proto`` and for a gRPC cassette against a target."""
+    if new_cassette is not None:
+        return cassette.endswith(_SCHEMA_SUFFIXES) and new_cassette.endswith(_SCHEMA_SUFFIXES)
+    if target is None or "://" in cassette:
+        return False
+    return cassette_holds_grpc((Path(cassette),))
+
+
+def _schema_file(path: Path) -> bytes:
+    from baton.formats.protobuf_schema import SchemaError, compile_protos, load_descriptor_set
+
+    try:
+        if path.suffix == ".proto":
+            return compile_protos([path])
+        return load_descriptor_set(path)
+    except SchemaError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def proto_diff(old: Path, new: Path) -> None:
+    """``baton diff OLD.proto NEW.proto``: wire-incompatible changes; exit 1 when there are any."""
+    require_grpc()
+    from baton.replay.proto_diff import diff_descriptor_sets
+
+    result = diff_descriptor_sets(_schema_file(old), _schema_file(new))
+    click.echo(result.render(), nl=False)
+    sys.exit(1 if result.breaking else 0)
+
+
+def diff_grpc(
+    cassette: Path,
+    target: str,
+    grpc: GrpcFlags,
+    *,
+    headers: dict[str, str],
+    only: tuple[str, ...],
+    rules: Any,
+    learn_noise: bool,
+    reference: str | None,
+    ca_cert: Path | None,
+    fail_on: str,
+    fmt: str,
+    output: Path | None,
+    save_noise: Path | None,
+    timeout: float,
+) -> None:
+    """``baton diff GRPC.cassette --target h2c://HOST:PORT``: re-send every call, report the drift."""
+    require_grpc()
+    import json
+
+    import grpc as grpcio
+
+    from baton.cassettes.errors import CassetteError
+    from baton.cassettes.reader import CassetteReader
+    from baton.formats.protobuf_schema import ProtoSchema, descriptor_set_from_reflection
+    from baton.replay.comparison import DriftClass
+    from baton.replay.grpc_drift import parse_grpc_target, run_grpc_diff
+    from baton.replay.report import render, verdict
+
+    trust = None if ca_cert is None else _read(ca_cert, "--ca-cert")
+    try:
+        live = parse_grpc_target(target, trust)
+        reference_target = None if reference is None else parse_grpc_target(reference, trust)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    try:
+        with CassetteReader(cassette) as reader:
+            meta = reader.meta
+            interactions = list(reader)
+    except CassetteError as exc:
+        raise InputError(str(exc)) from exc
+    recorded_schema = grpc.schema(meta)
+    # The target's own schema, when it serves reflection: a renamed field then shows.
+    fresh_schema = None
+    if live.tls:
+        channel = grpcio.secure_channel(
+            live.address, grpcio.ssl_channel_credentials(root_certificates=trust)
+        )
+    else:
+        channel = grpcio.insecure_channel(live.address)
+    try:
+        fresh_schema = ProtoSchema(descriptor_set_from_reflection(channel), "reflection")
+    except Exception:  # no reflection there (or not reachable yet): the recording's schema decodes
+        fresh_schema = None
+    finally:
+        channel.close()
+    report = run_grpc_diff(
+        interactions=interactions,
+        target=live,
+        source=str(cassette),
+        recorded_schema=recorded_schema,
+        fresh_schema=fresh_schema,
+        rules=rules,
+        fail_on=DriftClass(fail_on),
+        supplied=headers,
+        learn_noise=learn_noise,
+        reference=reference_target,
+        timeout=timeout,
+        only=only,
+    )
+    text = render(report, fmt)
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"baton: report written to {output}", err=True)
+        click.echo(verdict(report), err=True)
+    else:
+        click.echo(text, nl=False)
+    if save_noise is not None:
+        save_noise.write_text(json.dumps(rules.learned_json(), indent=2) + "\n", encoding="utf-8")
+        click.echo(f"baton: learned noise saved to {save_noise}", err=True)
+    sys.exit(report.exit_code)
