@@ -12,6 +12,7 @@ BENCHMARKS = [
     "replay_throughput.py",
     "cassette_load.py",
     "diff_throughput.py",
+    "fleet_drift.py",
     "ws_throughput.py",
     "stream_memory.py",
 ]

@@ -37,8 +37,12 @@ def _client(address: str, workers: int, timeout: float) -> Iterator[Any]:
             "--dask needs dask.distributed: pip install 'baton-replay[fleet]'"
         ) from exc
     if address == "local":
-        # Processes, one thread each: the comparison is Python and holds the GIL.
+        import dask
+
+        # Processes, one thread each: the comparison is Python and holds the GIL; and no
+        # statistical profiler walking the worker's stacks every 10 ms under that GIL.
         with (
+            dask.config.set({"distributed.worker.profile.enabled": False}),
             LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,
