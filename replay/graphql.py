@@ -267,3 +267,29 @@ def schema_changes(old_sdl: str, new_introspection: dict[str, Any]) -> list[tupl
                 if not any(described in text for _, _, text in found):
                     found.append(("value", "nullability_changed", described))
     return found
+
+
+def field_paths(text: str) -> set[str]:
+    """The leaf fields of a normalised operation (``GraphQLOperation.text``), as dotted paths:
+    ``query {product(sku:$sku){name price}}`` -> ``{"product.name", "product.price"}``."""
+    start = text.find("{")
+    return _paths(text[start:], "") if start >= 0 else set()
+
+
+def _paths(selection: str, prefix: str) -> set[str]:
+    found: set[str] = set()
+    for entry in _split_top(selection):
+        depth = 0
+        head, inner = entry, ""
+        for position, char in enumerate(entry):
+            if char == "(":
+                depth += 1
+            elif char == ")":
+                depth -= 1
+            elif char == "{" and depth == 0:
+                head, inner = entry[:position], entry[position:]
+                break
+        name = head.split("(", 1)[0].split("@", 1)[0]
+        path = f"{prefix}.{name}" if prefix else name
+        found |= _paths(inner, path) if inner else {path}
+    return found

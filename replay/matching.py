@@ -44,6 +44,7 @@ from baton.cassettes.redaction import (
     parse_json_path,
     redact_header_value,
 )
+from baton.replay.graphql import field_paths as graphql_field_paths
 from baton.replay.graphql import normalise as graphql_normalise
 
 __all__ = [
@@ -398,10 +399,16 @@ def _graphql_mismatch(name: str, expected: KeyPart, got: KeyPart) -> Mismatch:
     if expected_name != got_name:
         return Mismatch(name, f"GraphQL operation {expected_name or '(anonymous)'}", operation)
     if expected_text != got_text:
+        before, after = graphql_field_paths(expected_text), graphql_field_paths(got_text)
+        fields = [f"+ {p}" for p in sorted(after - before)] + [
+            f"- {p}" for p in sorted(before - after)
+        ]
         return Mismatch(
             name,
             f"{operation}: {_show(expected_text, 200)}",
-            f"fields differ: {_show(got_text, 200)}",
+            f"fields differ: {', '.join(fields[:8])}"
+            if fields
+            else f"arguments or directives differ: {_show(got_text, 200)}",
         )
     differences = _json_differences(
         json.loads(expected_variables), json.loads(got_variables), "variables"

@@ -373,3 +373,15 @@ def test_dedupe_keeps_a_poll_and_drops_only_trailing_repeats() -> None:
     assert parse_age("1w3d") == 10 * 86400
     with pytest.raises(ValueError, match="older-than '90'"):
         parse_age("90")
+
+
+def test_a_graphql_near_miss_names_the_fields_that_differ() -> None:
+    def graphql(fields: str) -> Request:
+        return _request(
+            "POST", "/graphql", {"query": f"query P {{ product(sku: 1) {{ {fields} }} }}"}
+        )
+
+    index = Index([_interaction(0, graphql("name price"), {"data": {}})])
+    miss = index.lookup(graphql("name rating { stars }"))
+    assert isinstance(miss, Miss)
+    assert "fields differ: + product.rating.stars, - product.price" in miss.report()
