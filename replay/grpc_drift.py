@@ -139,6 +139,15 @@ async def resend_call(
     )
 
 
+def _rule_location(location: str) -> str:
+    """A location as noise rules see it: rules not naming body, header or status get ``body.``.
+
+    So ``--ignore 'OrderService/*.response[*].items[*].price'`` covers
+    ``OrderService/Get.response[0].items[2].price``.
+    """
+    return f"body.{location}"
+
+
 def _name(code: int) -> str:
     return GRPC_STATUS_NAMES[code] if 0 <= code < len(GRPC_STATUS_NAMES) else str(code)
 
@@ -184,7 +193,7 @@ def compare_calls(
         )
     changes = []
     for drift, kind, location, before, after in raw:
-        rule = rules.rule_for(endpoint, location)
+        rule = rules.rule_for(endpoint, _rule_location(location))
         if rule is not None:
             changes.append(Change(DriftClass.NOISE, kind, location, before, after, rule))
         else:
@@ -262,7 +271,7 @@ async def diff_grpc_target(
                 a = _fresh_as_call(call, first, fresh_schema or recorded_schema)
                 b = _fresh_as_call(call, second, fresh_schema or recorded_schema)
                 learned = compare_calls(a, first.code, b, second.code, endpoint, NoiseRules())
-                rules.learn(endpoint, [change.location for change in learned])
+                rules.learn(endpoint, [_rule_location(change.location) for change in learned])
             fresh = await resend_call(channel, call, metadata, timeout)
             fresh_call = _fresh_as_call(call, fresh, fresh_schema or recorded_schema)
             report.outcomes.append(

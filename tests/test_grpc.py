@@ -115,9 +115,17 @@ def _record_then_replay(
         mode = f"reverse:grpcs://{server.target}"
         tls_args = ["--grpc-ca", str(tls.ca), "--grpc-cert", str(tls_pem)]
     recorder = start_baton(
-        ["record", "-o", str(cassette), "--mode", mode, "--listen-port", "0"]
-        + tls_args
-        + schema_args
+        [
+            "record",
+            "-o",
+            str(cassette),
+            "--mode",
+            mode,
+            "--listen-port",
+            "0",
+            *tls_args,
+            *schema_args,
+        ]
     )
     try:
         with _channel(recorder.port, tls) as channel:
