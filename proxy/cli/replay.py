@@ -13,13 +13,13 @@ from baton.proxy.cli.contract import live_checks, live_summary, spec_option
 from baton.proxy.cli.errors import InputError, user_errors
 from baton.proxy.cli.faults import FaultFlags, fault_options, fault_summary, serve_fault_metrics
 from baton.proxy.cli.fidelity import FidelityFlags, fidelity_options, finish_replay
-from baton.proxy.cli.fleet import (
+from baton.proxy.cli.grpc import GrpcFlags, cassette_holds_grpc, grpc_options, replay_grpc
+from baton.proxy.cli.observability import (
     ObservabilityFlags,
     observability_options,
     replay_observers,
     serve_replay_metrics,
 )
-from baton.proxy.cli.grpc import GrpcFlags, cassette_holds_grpc, grpc_options, replay_grpc
 from baton.proxy.cli.options import (
     RedactionFlags,
     configure_logging,
