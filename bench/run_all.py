@@ -15,6 +15,7 @@ BENCHMARKS = [
     "fleet_drift.py",
     "ws_throughput.py",
     "stream_memory.py",
+    "fidelity_overhead.py",
 ]
 
 
