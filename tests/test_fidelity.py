@@ -304,3 +304,15 @@ def test_show_dynamic_lists_the_values_a_later_request_sent_back(recording: Reco
     etag = lines.index("  from header:ETag of POST /orders (#8)")
     assert lines[etag + 1] == f"  sent back in header if-match of PATCH /orders/{order_id} (#10)"
     assert lines[-1] == "2 dynamic values"
+
+
+def test_dynamic_rules_come_from_the_replay_config_and_a_bad_one_is_one_line(
+    recording: Recording, tmp_path: Path
+) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.baton.replay]\ndynamic = ["$.id", "id"]\n')
+    result = run_baton(["replay", str(recording.cassette)], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "baton: error: dynamic value rule 'id': use $.path, header:NAME, cookie:NAME, "
+        "request:$.path, request:header:NAME or request:query:NAME (unknown form)"
+    ]
