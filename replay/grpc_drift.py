@@ -42,7 +42,7 @@ from baton.cassettes.grpc_model import (
 )
 from baton.cassettes.model import Interaction
 from baton.cassettes.redaction import PLACEHOLDER_PATTERN
-from baton.formats.protobuf_schema import ProtoSchema, decode_call
+from baton.cassettes.protobuf_schema import ProtoSchema, decode_call
 from baton.replay.comparison import Change, DriftClass, NoiseRules, _compare_json
 from baton.replay.drift import DriftReport, Outcome
 

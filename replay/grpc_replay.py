@@ -41,7 +41,7 @@ from baton.cassettes.grpc_model import (
     status_from_headers,
 )
 from baton.cassettes.model import Interaction
-from baton.formats.protobuf_schema import ProtoSchema, decode_call
+from baton.cassettes.protobuf_schema import ProtoSchema, decode_call
 
 __all__ = ["GrpcReplayer", "RecordedCall", "describe_difference", "status_code"]
 

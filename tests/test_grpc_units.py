@@ -22,8 +22,8 @@ from baton.cassettes.grpc_model import (
 from baton.cassettes.model import Chunk, Interaction, Request, Response
 from baton.cassettes.reader import read_cassette
 from baton.cassettes.writer import CassetteWriter
-from baton.formats.protobuf_schema import compile_protos
-from baton.formats.protobuf_wire import WireError, decode_wire, redact_wire
+from baton.cassettes.protobuf_schema import compile_protos
+from baton.cassettes.protobuf_wire import WireError, decode_wire, redact_wire
 from baton.replay.comparison import DriftClass
 from baton.replay.grpc_replay import describe_difference
 from baton.replay.proto_diff import diff_descriptor_sets

@@ -13,7 +13,8 @@ import click
 from baton.proxy.cli.configuration import current_config
 from baton.proxy.cli.errors import InputError, user_errors
 from baton.proxy.cli.fidelity import graphql_schema_option
-from baton.proxy.cli.grpc import GrpcFlags, diff_grpc, grpc_diff_wanted, grpc_options, proto_diff
+from baton.proxy.cli.grpc import GrpcFlags, grpc_diff_wanted, grpc_options
+from baton.proxy.cli.grpc_run import diff_grpc, proto_diff
 from baton.proxy.cli.options import configure_logging
 from baton.proxy.cli.sources import CASSETTE_LOCATION
 from baton.replay.comparison import DriftClass

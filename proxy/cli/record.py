@@ -14,7 +14,8 @@ from baton.proxy.cli.errors import InputError
 from baton.proxy.cli.fidelity import record_state_options
 from baton.proxy.cli.fleet import CassetteOutput, FleetFlags, fleet_options
 from baton.proxy.cli.fleet_recording import FleetRecording
-from baton.proxy.cli.grpc import GrpcFlags, grpc_options, record_grpc
+from baton.proxy.cli.grpc import GrpcFlags, grpc_options
+from baton.proxy.cli.grpc_run import record_grpc
 from baton.proxy.cli.observability import ObservabilityFlags, observability_options
 from baton.proxy.cli.options import (
     RedactionFlags,

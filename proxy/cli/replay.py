@@ -13,7 +13,8 @@ from baton.proxy.cli.contract import live_checks, live_summary, spec_option
 from baton.proxy.cli.errors import InputError, user_errors
 from baton.proxy.cli.faults import FaultFlags, fault_options, fault_summary, serve_fault_metrics
 from baton.proxy.cli.fidelity import FidelityFlags, fidelity_options, finish_replay
-from baton.proxy.cli.grpc import GrpcFlags, cassette_holds_grpc, grpc_options, replay_grpc
+from baton.proxy.cli.grpc import GrpcFlags, cassette_holds_grpc, grpc_options
+from baton.proxy.cli.grpc_run import replay_grpc
 from baton.proxy.cli.observability import (
     ObservabilityFlags,
     observability_options,

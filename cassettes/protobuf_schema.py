@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.cassettes.grpc_model import GrpcCall, GrpcMessage
-from baton.formats.protobuf_wire import WireError, decode_wire, redact_wire
+from baton.cassettes.protobuf_wire import WireError, decode_wire, redact_wire
 
 MISSING_EXTRA = (
     "gRPC support needs the grpc extra: pip install 'baton-replay[grpc]' "
