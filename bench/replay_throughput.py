@@ -152,6 +152,11 @@ def main() -> int:
     parser.add_argument("--paths", type=int, default=50)
     parser.add_argument("--no-wiremock", action="store_true")
     parser.add_argument("--no-talkback", action="store_true")
+    parser.add_argument(
+        "--with-metrics",
+        action="store_true",
+        help="Also run the fast path with --metrics-port (what counting costs it).",
+    )
     args = parser.parse_args()
     paths = [f"/items/{n}" for n in range(1, args.paths + 1)]
 
@@ -235,6 +240,16 @@ def main() -> int:
             "baton replay (mitmproxy path)": mitm_port,
             "mitmdump --server-replay": server_replay_port,
         }
+        if args.with_metrics:
+            metrics_port = free_port()
+            name = "baton replay (fast path, --metrics-port)"
+            contenders[name] = [
+                *contenders["baton replay (fast path)"][:-1],
+                str(metrics_port),
+                "--metrics-port",
+                "0",
+            ]
+            ports[name] = metrics_port
         if not args.no_wiremock:
             root = scratch / "wiremock"
             wiremock_mappings(cassette, root)
