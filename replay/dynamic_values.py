@@ -27,7 +27,6 @@ import json
 import re
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -617,17 +616,3 @@ def substitute(response: Response, values: Mapping[str, str]) -> Response:
     if body is response.body and headers == response.headers:
         return response
     return replace(response, headers=headers, body=body)
-
-
-def cookie_values(request: Request) -> dict[str, str]:
-    """The request's cookies by name (for show and sessions)."""
-    found: dict[str, str] = {}
-    for raw in header_values(request.headers, "cookie"):
-        jar: SimpleCookie = SimpleCookie()
-        try:
-            jar.load(raw)
-        except CookieError:
-            continue
-        for name, morsel in jar.items():
-            found[name] = morsel.value
-    return found

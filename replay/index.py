@@ -148,6 +148,10 @@ def learned_secret_fields(interactions: Iterable[Interaction]) -> frozenset[str]
     return frozenset(names)
 
 
+_SCAN_LIMIT = 256
+"""Recorded answers looked through for the one a request's dynamic values point at."""
+
+
 @dataclass
 class _Queue:
     """The interactions recorded under one match key, split by the state they were recorded in."""
@@ -350,7 +354,9 @@ class Index:
         position = cursor
         if captures and len(numbers) - cursor > 1:
             best = -1
-            for candidate in range(cursor, len(numbers)):
+            # The next few hundred are enough to find "its own" recording; a poll recorded
+            # ten thousand times with a fresh UUID each must not cost a scan per request.
+            for candidate in range(cursor, min(len(numbers), cursor + _SCAN_LIMIT)):
                 number = numbers[candidate]
                 if used is not None and number in used:
                     continue
