@@ -347,7 +347,7 @@ class Index:
             if self.on_exhausted is not ExhaustedPolicy.REPEAT_LAST:
                 return None
             if captures:
-                for number in reversed(numbers):
+                for number in reversed(numbers[-_SCAN_LIMIT:]):
                     if self._fit(number, captures, session) == 2:
                         return number, True
             return numbers[-1], True
