@@ -148,6 +148,9 @@ def learned_secret_fields(interactions: Iterable[Interaction]) -> frozenset[str]
     return frozenset(names)
 
 
+_SESSION_LIMIT = 10_000
+"""Sessions kept at once; beyond, the one started first is forgotten."""
+
 _SCAN_LIMIT = 256
 """Recorded answers looked through for the one a request's dynamic values point at."""
 
@@ -299,6 +302,9 @@ class Index:
         name = self.session_by.session_of(request, client)
         found = self._sessions.get(name)
         if found is None:
+            if len(self._sessions) >= _SESSION_LIMIT:
+                # The oldest goes (--session-by client on a server that runs for days).
+                del self._sessions[next(iter(self._sessions))]
             found = self._sessions[name] = _Session()
         return found
 
