@@ -272,6 +272,11 @@ def test_two_recordings_sharded_pair_as_the_unsharded_run(tmp_path: Path) -> Non
     assert expected["summary"]["only_in_new"] == 7 and expected["summary"]["only_in_old"] == 10
     assert json.loads(merged.stdout) == expected
     assert expected["source"] == old_path
+    # The same on a LocalCluster the command starts itself.
+    local = run_baton(["diff", old_path, new_path, "--dask", "local", "--format", "json"])
+    assert local.returncode == single.returncode, local.stderr
+    assert "2 shards on Dask (local)" in local.stderr
+    assert json.loads(local.stdout) == expected
 
 
 def test_dask_fanout_over_two_workers_equals_the_single_process_report(
@@ -295,6 +300,12 @@ def test_dask_fanout_over_two_workers_equals_the_single_process_report(
     assert result.returncode == 1, result.stderr
     assert "2 shards on Dask" in result.stderr
     assert json.loads(out.read_text()) == single["json"]
+    # A worker's own failure comes back as it would locally: one line, exit 2.
+    down = f"http://127.0.0.1:{unused_port()}"
+    result = run_baton(["diff", str(cassette), "--target", down, "--dask", scheduler])
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unreachable" in lines[0], lines
 
 
 def test_an_unreachable_scheduler_is_one_line_and_exit_2(cassette: Path, service: str) -> None:
