@@ -221,7 +221,8 @@ def introspection_query() -> str:
 
 
 def schema_changes(old_sdl: str, new_introspection: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """Schema drift between the recorded build's SDL and the target's introspection result:
+    """Schema drift between the recorded build's schema (SDL, or an introspection result as
+    JSON) and the target's introspection result:
     (class, kind, description), class ``breaking`` (a removed field or type, a field made
     nullable, an argument added as required...), ``additive`` or ``value`` (nullability made
     stricter, a dangerous change). ``ValueError`` for an SDL or introspection that is not one."""
@@ -236,8 +237,12 @@ def schema_changes(old_sdl: str, new_introspection: dict[str, Any]) -> list[tupl
     )
 
     try:
-        old = build_schema(old_sdl)
-    except (GraphQLError, TypeError) as exc:
+        if old_sdl.lstrip().startswith("{"):  # an introspection result saved as JSON
+            saved = json.loads(old_sdl)
+            old = build_client_schema(saved.get("data", saved))
+        else:
+            old = build_schema(old_sdl)
+    except (GraphQLError, TypeError, KeyError, ValueError) as exc:
         raise ValueError(f"the GraphQL schema does not parse: {exc}") from exc
     try:
         data = new_introspection.get("data", new_introspection)

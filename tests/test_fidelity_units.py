@@ -385,3 +385,23 @@ def test_a_graphql_near_miss_names_the_fields_that_differ() -> None:
     miss = index.lookup(graphql("name rating { stars }"))
     assert isinstance(miss, Miss)
     assert "fields differ: + product.rating.stars, - product.price" in miss.report()
+
+
+def test_schema_drift_names_a_removed_field_and_a_nullability_change() -> None:
+    from graphql import build_schema, graphql_sync
+
+    from baton.replay.graphql import introspection_query, schema_changes
+    from tests.shop_apps import SCHEMA_V1, SCHEMA_V2
+
+    new = graphql_sync(build_schema(SCHEMA_V2), introspection_query())
+    changes = schema_changes(SCHEMA_V1, {"data": new.data})
+    assert ("breaking", "field_removed", "Field Product.legacyCode was removed.") in changes
+    assert (
+        "value",
+        "nullability_changed",
+        "Product.rating changed from Float to Float!",
+    ) in changes
+    old = graphql_sync(build_schema(SCHEMA_V1), introspection_query())
+    assert schema_changes(json.dumps({"data": old.data}), {"data": new.data}) == changes
+    with pytest.raises(ValueError, match="does not parse"):
+        schema_changes("type {", {"data": new.data})

@@ -313,8 +313,9 @@ def graphql_schema_option(command: Callable[..., None]) -> Callable[..., None]:
         "--graphql-schema",
         type=click.Path(dir_okay=False, path_type=Path),
         metavar="SDL",
-        help="GraphQL: the schema the cassette was recorded against; schema drift (removed "
-        "fields, nullability) against the target's introspection is reported too.",
+        help="GraphQL: the schema the cassette was recorded against (SDL, or an introspection "
+        "result as JSON); schema drift (removed fields, nullability) against the target's "
+        "introspection is reported too.",
     )(with_schema)
 
 
