@@ -30,6 +30,7 @@ from baton.proxy.cli.expire import expire
 from baton.proxy.cli.export import export
 from baton.proxy.cli.import_ import import_
 from baton.proxy.cli.lint import lint
+from baton.proxy.cli.load import load
 from baton.proxy.cli.merge import merge
 from baton.proxy.cli.prune import prune
 from baton.proxy.cli.record import record
@@ -105,6 +106,7 @@ def main() -> None:
     Record:  baton record -o api.cassette --mode reverse:http://127.0.0.1:8000
     Replay:  baton replay api.cassette --listen-port 9000
     Drift:   baton diff api.cassette --target http://127.0.0.1:8000
+    Load:    baton load api.cassette --target http://127.0.0.1:8000 --rate 500/s
     Look:    baton show api.cassette
     Mend:    baton repair api.cassette
     """
@@ -114,6 +116,7 @@ for _command in (
     record,
     replay,
     diff,
+    load,
     contract,
     import_,
     export,
