@@ -131,18 +131,14 @@ class GrpcReplayer:
             call = decode_call(call, schema)
             response = interaction.response
             status = status_from_headers(response.trailers, response.headers) or GrpcStatus(2)
-            trailing = tuple(
-                (name, value)
-                for name, value in (response.trailers or ())
-                if name.lower() not in ("grpc-status", "grpc-message")
-            )
+            initial = metadata_from_headers(response.headers)
+            trailing = metadata_from_headers(response.trailers or ())
+            if not response.trailers and not call.responses:
+                # A trailers-only answer (the status in the headers): its metadata is trailing,
+                # and grpcio sends trailers-only when no header was sent before the status.
+                initial, trailing = (), initial
             recorded = RecordedCall(
-                interaction,
-                call,
-                status,
-                metadata_from_headers(response.headers),
-                trailing,
-                needs=_needs(call),
+                interaction, call, status, initial, trailing, needs=_needs(call)
             )
             self.calls.setdefault(call.path, []).append(recorded)
 
@@ -220,7 +216,8 @@ class GrpcReplayer:
         chosen = next((c for c in matching if not c.used), matching[-1])
         chosen.used += 1
         self.hits += 1
-        await context.send_initial_metadata(_binary_metadata(chosen.initial))
+        if chosen.initial or chosen.call.responses:
+            await context.send_initial_metadata(_binary_metadata(chosen.initial))
         for n, message in enumerate(chosen.call.responses):
             while len(received) < chosen.needs[n] and await read_one():
                 pass
