@@ -261,8 +261,11 @@ def diff(
                     rules = report.learned_noise
             else:
                 chosen = None if shard is None else Shard.parse(shard, by_endpoint=learn_noise)
-                with _progress("re-sending recorded requests") as advance:
-                    report = job.run(chosen, rules, advance if target is not None else None)
+                if target is None:  # two recordings: no network, nothing to wait for
+                    report = job.run(chosen, rules)
+                else:
+                    with _progress("re-sending recorded requests") as advance:
+                        report = job.run(chosen, rules, advance)
     except (DriftError, ShardError) as exc:
         raise InputError(str(exc)) from exc
     text = render(report, fmt)
