@@ -46,7 +46,7 @@ from baton.cassettes.model import Interaction, Request, Response
 from baton.cassettes.reader import CassetteReader
 from baton.cassettes.writer import CassetteWriter
 
-__all__ = ["MergeFilter", "MergeReport", "interaction_digest", "merge_cassettes"]
+__all__ = ["MergeFilter", "MergeReport", "interaction_digest", "interleaved", "merge_cassettes"]
 
 _VOLATILE_RESPONSE_HEADERS = frozenset({"date"})
 
@@ -193,8 +193,11 @@ def _common_meta(readers: Sequence[CassetteReader]) -> dict[str, Any]:
     return common
 
 
-def _interleaved(readers: Sequence[CassetteReader]) -> Iterator[Interaction]:
-    """Every input's interactions, earliest recorded first across inputs, each input's order kept."""
+def interleaved(readers: Sequence[CassetteReader]) -> Iterator[Interaction]:
+    """Every input's interactions, earliest recorded first across inputs, each input's order kept.
+
+    What ``baton merge`` writes, and the order ``baton diff`` reads several cassettes in.
+    """
     streams = [iter(reader) for reader in readers]
     return heapq.merge(*streams, key=lambda interaction: interaction.recorded_at)
 
@@ -266,7 +269,7 @@ def _copy(
     seen: set[bytes] = set()
     # Already redacted when recorded: the copy is byte-for-byte what the inputs hold.
     with CassetteWriter(temp, redactor=None, meta=meta) as writer:
-        for interaction in _interleaved(readers):
+        for interaction in interleaved(readers):
             report.read += 1
             if not selection.in_window(interaction):
                 report.outside_window += 1

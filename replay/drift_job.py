@@ -11,12 +11,14 @@ because nothing but the choice of interactions differs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from baton.cassettes.errors import CassetteError
 from baton.cassettes.locations import resolve_cassettes
+from baton.cassettes.merge import interleaved
+from baton.cassettes.model import Interaction
 from baton.cassettes.reader import CassetteReader
 from baton.replay.comparison import DriftClass, NoiseRules
 from baton.replay.drift import DriftReport, diff_against_target, diff_cassettes
@@ -30,7 +32,8 @@ class DiffJob:
     """Everything one drift run needs, with no open files, sockets or objects of baton's."""
 
     cassette: str
-    """A path, a glob naming one file, or an fsspec URL: each worker resolves it itself."""
+    """A path, glob, directory or fsspec URL: each worker resolves it itself. Several
+    cassettes are read as one, interleaved by recorded time as ``baton merge`` writes them."""
     new_cassette: str | None = None
     target: str | None = None
     concurrency: int = 32
@@ -79,15 +82,12 @@ class DiffJob:
         """
         rules = rules if rules is not None else self.rules()
         gate = DriftClass(self.fail_on)
-        old_path = _one_cassette(self.cassette)
-        new_path = None if self.new_cassette is None else _one_cassette(self.new_cassette)
+        fingerprints: list[dict[str, Any]] = []
         # The recording is streamed: memory holds only the requests in flight.
-        with CassetteReader(old_path, warn_torn=False) as old:
-            fingerprints = [cassette_fingerprint(old_path, old.header_end)]
-            if new_path is not None and self.new_cassette is not None:
-                with CassetteReader(new_path, warn_torn=False) as new_reader:
-                    fingerprints.append(cassette_fingerprint(new_path, new_reader.header_end))
-                    new = list(new_reader)
+        with contextlib.ExitStack() as files:
+            old = _open(self.cassette, files, fingerprints)
+            if self.new_cassette is not None:
+                new = list(_open(self.new_cassette, files, fingerprints))
                 report = diff_cassettes(
                     old,
                     new,
@@ -131,15 +131,16 @@ class DiffJob:
         return report
 
 
-def _one_cassette(location: str) -> str:
-    """The local file ``location`` names (a copy, for a URL); one, or ``CassetteError``."""
-    found = resolve_cassettes([location])
-    if len(found) != 1:
-        raise CassetteError(
-            f"{location}: names {len(found)} cassettes; diff reads one "
-            "(join them first with baton merge)"
-        )
-    return str(found[0])
+def _open(
+    location: str, files: contextlib.ExitStack, fingerprints: list[dict[str, Any]]
+) -> Iterable[Interaction]:
+    """The interactions of every cassette ``location`` names, as one stream; fingerprints noted."""
+    readers = [
+        files.enter_context(CassetteReader(path, warn_torn=False))
+        for path in resolve_cassettes([location])
+    ]
+    fingerprints += [cassette_fingerprint(r.path, r.header_end) for r in readers]
+    return readers[0] if len(readers) == 1 else interleaved(readers)
 
 
 def run_shard_json(job: DiffJob, index: int, count: int) -> dict[str, Any]:

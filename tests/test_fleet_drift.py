@@ -210,6 +210,19 @@ def test_three_shards_merged_equal_the_unsharded_report(
     assert json.loads(gated.stdout) == json.loads(unsharded.stdout)
 
 
+def test_rotated_shards_named_by_a_glob_diff_as_one_cassette(
+    service: str, single: dict[str, Any], tmp_path: Path
+) -> None:
+    items = v1_interactions()
+    # Two recorders' shards, overlapping in time: read back in recorded order.
+    write(tmp_path / "shop.host1.0001.cassette", items[0::2])
+    write(tmp_path / "shop.host2.0001.cassette", items[1::2])
+    glob = f"{tmp_path}/shop.*.cassette"
+    result = run_baton(["diff", glob, "--target", service, "--format", "json"])
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout) == {**single["json"], "source": glob}
+
+
 def test_shards_that_do_not_add_up_are_refused_in_one_line(
     service: str,
     cassette: Path,

@@ -165,6 +165,8 @@ def diff(
     the recorded one, or compares CASSETTE with NEW_CASSETTE without any
     network. Every difference is breaking, additive, value or noise; the exit
     code is 1 when a change fails the gate, 0 otherwise, 2 on bad input.
+    A cassette argument may be a path, a glob, a directory or an fsspec URL;
+    several cassettes are read as one, interleaved by recorded time.
 
     \b
     Examples:
