@@ -276,12 +276,23 @@ def test_shift_time_a_year_on_moves_every_date_in_the_answers(
 
 
 def test_the_mitmproxy_path_answers_the_same(recording: Recording, replaying: Any) -> None:
-    server = replaying("--session-by", "header:X-Test-Id", "--set", "stream_large_bodies=100m")
+    first = min(i.recorded_at for i in read_cassette(recording.cassette))
+    year_on = datetime.fromtimestamp(first, UTC) + timedelta(days=365)
+    server = replaying(
+        "--session-by",
+        "header:X-Test-Id",
+        "--shift-time",
+        year_on.isoformat(),
+        "--set",
+        "stream_large_bodies=100m",
+    )
     assert "mitmproxy path" in server.output
     answers = scenario(server.url, headers={"X-Test-Id": "one"}, extra_reads=True)
     check_like_the_shop(answers)
     replayed = dict((name, body) for name, _, body in answers)
+    recorded = dict((name, body) for name, _, body in recording.answers)
     assert replayed["order cancelled"]["client_ref"] == replayed["order"]["client_ref"]
+    assert replayed["login"]["expires_epoch"] == recorded["login"]["expires_epoch"] + 365 * 86400
     server.stop()
 
 
