@@ -234,7 +234,12 @@ def baton_replay(request: pytest.FixtureRequest, _baton_confdir: Path) -> Iterat
         )
         pytest.fail(f"baton: {path}: no such cassette; {hint}", pytrace=False)
     handle = BatonReplay(
-        cassettes, mode, settings.replay_options, _baton_confdir, settings.upstream
+        cassettes,
+        mode,
+        settings.replay_options,
+        _baton_confdir,
+        settings.upstream,
+        faults=settings.fault_plan,
     )
     item.stash[_HANDLE] = handle
     with ExitStack() as stack:

@@ -28,6 +28,7 @@ import pytest
 
 from baton.cassettes.model import Interaction
 from baton.proxy.pytest_network import exempt_current_thread
+from baton.replay.faults import FaultPlan
 from baton.replay.index import Index, Miss
 from baton.replay.options import ReplayOptions, recorded_origins
 from baton.replay.record_mode import RecordMode
@@ -77,8 +78,11 @@ class BatonReplay:
         options: ReplayOptions,
         confdir: Path,
         upstream: str | None,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.cassettes = cassettes
+        self.faults = faults
+        """``faults=[...]`` of the marker (replay/faults.py), on whichever path answers."""
         self.record_mode = record_mode
         self._options = options
         self._confdir = confdir
@@ -106,7 +110,9 @@ class BatonReplay:
             self.index = self._options.load(self.cassettes, address=False)
             self._fast_initial = len(self.index)
             runner = _Thread("baton-replay")
-            server = ReplayServer(self.index, miss_status=self._options.miss_status)
+            server = ReplayServer(
+                self.index, miss_status=self._options.miss_status, faults=self.faults
+            )
             runner.run(server.start())
             self._fast = (runner, server)
         return f"http://127.0.0.1:{self._fast[1].port}"
@@ -211,6 +217,15 @@ class BatonReplay:
             )
         return origins.pop()
 
+    def _fault_options(self) -> dict[str, Any]:
+        if self.faults is None:
+            return {}
+        seed = self.faults.seed
+        return {
+            "baton_faults": [rule.text for rule in self.faults.rules],
+            "baton_fault_seed": None if seed is None else str(seed),
+        }
+
     def _start_proxy(self, mode: str) -> str:
         started = self._proxies.get(mode)
         if started is not None:
@@ -247,6 +262,7 @@ class BatonReplay:
                     self.cassettes, address=not mode.startswith("reverse:")
                 ),
                 "baton_record_mode": self.record_mode.value,
+                **self._fault_options(),
             },
         )
         ready = threading.Event()

@@ -27,6 +27,7 @@ from typing import Any
 
 from baton.proxy.pytest_network import AllowList
 from baton.proxy.redaction_options import redaction_addon_options
+from baton.replay.faults import FaultPlan
 from baton.replay.index import ExhaustedPolicy
 from baton.replay.matching import MATCHERS
 from baton.replay.options import ReplayOptions
@@ -119,6 +120,23 @@ def _file(value: Any) -> Path:
     if not isinstance(value, str | os.PathLike) or not str(value):
         raise ValueError(f"expected a file name, got {value!r}")
     return Path(value).expanduser()
+
+
+def _faults(value: Any) -> tuple[str, ...]:
+    from baton.replay.faults import parse_fault
+
+    rules = _names(value)
+    for rule in rules:
+        parse_fault(rule)  # FaultRuleError is a ValueError naming the rule and the fix
+    return rules
+
+
+def _seed(value: Any) -> int:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer seed, got {value!r}")
+    return value
 
 
 def _upstream(value: Any) -> str:
@@ -286,6 +304,19 @@ SETTINGS: dict[str, Setting] = {
             )
         ),
         Setting(
+            "faults",
+            "Fault rules for replay (docs/resilience.md), e.g. ['status=503,rate=0.1', 'reset'].",
+            _faults,
+            (),
+            ini_type="args",
+        ),
+        Setting(
+            "fault_seed",
+            "Seed of the fault coin: the same seed and requests give the same faults.",
+            _seed,
+            None,
+        ),
+        Setting(
             "upstream",
             "The real service to record from, e.g. http://127.0.0.1:8000 (marker only).",
             _upstream,
@@ -378,6 +409,12 @@ class TestSettings:
     def cassette_dir(self) -> Path | None:
         folder = self.values["cassette_dir"]
         return None if folder is None else Path(folder)
+
+    @property
+    def fault_plan(self) -> FaultPlan | None:
+        """The ``faults`` rules as a fresh plan (its own seeded coin) for one test, or None."""
+        rules = self.values["faults"]
+        return FaultPlan(rules, seed=self.values["fault_seed"]) if rules else None
 
     @property
     def upstream(self) -> str | None:
