@@ -16,6 +16,7 @@ BENCHMARKS = [
     "ws_throughput.py",
     "stream_memory.py",
     "fidelity_overhead.py",
+    "load_generator.py",
 ]
 
 
