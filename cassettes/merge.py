@@ -199,6 +199,8 @@ def interleaved(readers: Sequence[CassetteReader]) -> Iterator[Interaction]:
     What ``baton merge`` writes, and the order ``baton diff`` reads several cassettes in.
     """
     streams = [iter(reader) for reader in readers]
+    if len(streams) == 1:
+        return streams[0]
     return heapq.merge(*streams, key=lambda interaction: interaction.recorded_at)
 
 
@@ -208,8 +210,12 @@ def merge_cassettes(
     *,
     dedupe: bool = False,
     selection: MergeFilter | None = None,
+    names: Sequence[str] | None = None,
 ) -> MergeReport:
     """Write the interactions of ``inputs`` that ``selection`` keeps into ``output``.
+
+    ``names``: what the header lists as the inputs (the URLs a cache copy came
+    from, say); the paths themselves by default.
 
     Raises ``CassetteError`` (``output`` untouched) for an input that cannot
     be read, an input named twice, or an output a recorder is writing to.
@@ -231,7 +237,7 @@ def merge_cassettes(
         readers = [stack.enter_context(CassetteReader(p, warn_torn=False)) for p in paths]
         meta = _common_meta(readers)
         meta["merged"] = {
-            "inputs": [str(p) for p in paths],
+            "inputs": list(names) if names is not None else [str(p) for p in paths],
             "dedupe": dedupe,
             **selection.describe(),
         }

@@ -11,7 +11,7 @@ from baton.cassettes.merge import MergeFilter, merge_cassettes
 from baton.cassettes.wording import plural
 from baton.proxy.cli.errors import InputError, user_errors
 from baton.proxy.cli.options import configure_logging
-from baton.proxy.cli.sources import CASSETTE_LOCATION, local_cassettes
+from baton.proxy.cli.sources import CASSETTE_LOCATION
 
 __all__ = ["merge", "parse_when"]
 
@@ -97,9 +97,16 @@ def merge(
         and selection.since >= selection.until
     ):
         raise InputError(f"--since {since} is not before --until {until}; swap them")
-    with user_errors():
+    from baton.cassettes.locations import expand_locations, fetch_source
+
+    with user_errors():  # a location naming nothing (LocationError) is a CassetteError too
+        sources = expand_locations(inputs)
         report = merge_cassettes(
-            output, local_cassettes(inputs), dedupe=dedupe, selection=selection
+            output,
+            [fetch_source(source) for source in sources],
+            dedupe=dedupe,
+            selection=selection,
+            names=[source.location for source in sources],
         )
     left_out = [
         (report.duplicates, "duplicate"),
