@@ -57,14 +57,14 @@ def check_destination(destination: str, storage_options: Mapping[str, Any]) -> s
     from baton.cassettes.locations import LocationError, filesystem_for
 
     try:
-        fs, path = filesystem_for(destination, dict(storage_options))
+        fs, path = filesystem_for(destination, {**_fail_fast(destination), **storage_options})
     except LocationError as exc:
         return str(exc)
     root = path.strip("/").split("/", 1)[0]
     try:
-        if not fs.exists(root):
-            return f"{destination}: the bucket {root!r} does not exist or is not visible"
-        fs.ls(root, detail=False)
+        fs.info(root)  # the bucket itself: one request, however much it holds
+    except FileNotFoundError:
+        return f"{destination}: the bucket {root!r} does not exist or is not visible"
     except Exception as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         return f"{destination}: cannot reach the store: {message}"

@@ -263,3 +263,27 @@ def test_a_missing_bucket_is_one_line_and_exit_2_before_listening(
         "baton: error: s3://no-such-bucket-here/x/: the bucket 'no-such-bucket-here' does not "
         "exist or is not visible"
     ]
+
+
+def test_an_unreachable_store_is_one_line_and_exit_2_before_listening(
+    s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.processes import run_baton
+
+    closed = f"http://127.0.0.1:{unused_port()}"
+    result = run_baton(
+        [
+            "record",
+            "-o",
+            f"s3://{BUCKET}/x/",
+            "--listen-port",
+            "0",
+            "--spool",
+            str(tmp_path / "spool"),
+        ],
+        env={**os.environ, **s3_env, "AWS_ENDPOINT_URL": closed},
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"baton: error: s3://{BUCKET}/x/: cannot reach the store: ")
