@@ -236,3 +236,39 @@ def test_a_rate_over_1000_requests_is_within_bounds_and_the_seed_repeats_it(
     assert set(first) == {200, 503}
     assert abs(faults - 100) < 5 * math.sqrt(1000 * 0.1 * 0.9), faults
     assert f"injected {faults} faults" in server.output
+
+
+# -- a custom fault, registered in the process that serves ----------------------------------------
+
+
+def test_a_registered_fault_answers_what_its_function_returns(cassette: Path) -> None:
+    import asyncio
+    import dataclasses
+
+    from baton.replay.faults import register_fault
+    from baton.replay.options import ReplayOptions
+    from baton.replay.server import ReplayServer
+
+    @register_fault("stale")
+    def stale(request: Request, recorded: Response | None, argument: str | None) -> Response:
+        assert recorded is not None
+        return dataclasses.replace(recorded, headers=(*recorded.headers, ("Age", argument or "0")))
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        index = ReplayOptions().load([cassette], address=False)
+        plan = FaultPlan(["stale=3600,path=/plain"])
+        server = ReplayServer(index, faults=plan)
+        host, port = await server.start()
+        try:
+            async with httpx.AsyncClient(trust_env=False) as client:
+                return (
+                    await client.get(f"http://{host}:{port}/plain"),
+                    await client.get(f"http://{host}:{port}/delay"),
+                )
+        finally:
+            await server.close()
+
+    faulted, other = asyncio.run(scenario())
+    assert faulted.headers["age"] == "3600" and faulted.content == BODY
+    assert faulted.headers["x-baton-fault"] == "stale=3600,path=/plain"
+    assert "age" not in other.headers and "x-baton-fault" not in other.headers

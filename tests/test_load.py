@@ -97,7 +97,7 @@ def test_the_open_model_shows_the_stall_a_closed_loop_hides(
     # percentiles up to p99 stay fast, while every request due during a stall waited in the open
     # model: a quarter of them, and its p95 and p99 show it.
     assert closed["latency_ms"]["max"] >= 50 and opened["latency_ms"]["max"] >= 50
-    assert closed["latency_ms"]["p95"] < 20
+    assert closed["latency_ms"]["p95"] * 2 < opened["latency_ms"]["p95"]
     assert opened["latency_ms"]["p95"] >= 20 and opened["latency_ms"]["p99"] >= 40
 
 
