@@ -138,12 +138,7 @@ def test_a_stream_open_across_a_rotation_stays_with_its_interaction(tmp_path: Pa
     stream = writer.open_stream()
     stream.write(b"first piece", 0.0)
     writer.append(interaction("before"))  # over the size: the next shard opens
-    for _ in range(200):
-        if writer.rotations:
-            break
-        import time
-
-        time.sleep(0.01)
+    _wait_rotations(writer, 1)
     assert writer.rotations == 1
     writer.append(interaction("after"))  # goes to the new shard
     stream.write(b"second piece", 1.0)  # still to the shard the stream began in
@@ -414,3 +409,59 @@ def test_replay_serves_a_glob_of_shards_and_counts_hits_and_misses_in_metrics(
     finally:
         replay.stop()
     assert os.path.isdir(folder)
+
+
+def _wait_rotations(writer: RotatingWriter, count: int) -> None:
+    import time
+
+    for _ in range(500):
+        if writer.rotations >= count:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{writer.rotations} rotations, expected {count}")
+
+
+def test_an_upload_and_its_streamed_answer_split_by_a_rotation_end_in_one_shard(
+    tmp_path: Path,
+) -> None:
+    from dataclasses import replace
+
+    from baton.cassettes.model import Chunk
+
+    rotated: list[int] = []
+    writer = RotatingWriter(
+        tmp_path,
+        redactor=None,
+        namer=ShardNamer(name="svc", host="h", pid=1),
+        policy=RotationPolicy(size=1),
+        on_rotate=lambda: rotated.append(1),
+    )
+    upload = writer.open_stream()  # the request body streams in shard 0
+    upload.write(b"up-1", 0.0)
+    upload.write(b"up-2", 1.0)
+    writer.append(interaction("filler"))  # over the size: shard 1 opens
+    _wait_rotations(writer, 1)
+    answer = writer.open_stream()  # the response streams in shard 1
+    answer.write(b"down", 2.0)
+    both = interaction("both")
+    both = replace(
+        both,
+        request=replace(both.request, body=None, chunks=(Chunk(0, b""),)),
+        response=replace(both.response, body=None, chunks=(Chunk(0, b""),)),
+    )
+    writer.append(both, {"request": upload, "response": answer})
+    writer.close()
+    assert rotated  # the per-endpoint counts start over with each shard
+    shards = sorted(tmp_path.glob("*.cassette"))
+    with CassetteReader(shards[-1]) as last:
+        found = {dict(i.request.query)["id"]: i for i in last}
+        assert last.orphan_parts == 0
+    closed = found["both"]
+    assert b"".join(c.data for c in closed.request.chunks or ()) == b"up-1up-2"
+    assert closed.response is not None
+    assert b"".join(c.data for c in closed.response.chunks or ()) == b"down"
+    ids = []
+    for shard in shards:
+        with CassetteReader(shard, warn_torn=False) as reader:
+            ids += [dict(i.request.query)["id"] for i in reader]
+    assert sorted(ids) == ["both", "filler"]
