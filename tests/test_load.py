@@ -218,3 +218,14 @@ def test_an_unreachable_target_is_one_line(cassette: Path) -> None:
         port = probe.getsockname()[1]
     result = _load(cassette, f"http://127.0.0.1:{port}", "--rate", "10/s", "--duration", "1s")
     assert result.returncode == 2 and "cannot connect" in result.stderr, result.stderr
+
+
+def test_speed_replays_the_recorded_timing_faster(service: str, cassette: Path) -> None:
+    # The two GETs were recorded a second apart: one cycle is 2 s, so 1 request/s; at 100x, 100/s.
+    result = _load(
+        cassette, service + "/fast", "--speed", "100x", "--duration", "1s", "--format", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["mode"], report["speed"], report["rate"]) == ("open", 100, None)
+    assert report["requests"] == 100 and report["errors"] == 0
