@@ -206,6 +206,8 @@ def diff(
                 f"{noise_file}: not a baton noise file ({type(exc).__name__})"
             ) from exc
     if grpc_diff_wanted(cassette, new_cassette, target):
+        if shard is not None or dask_address is not None:
+            raise InputError("--shard and --dask split HTTP cassettes; a gRPC diff runs whole")
         # gRPC (proxy/cli/grpc.py): two schemas compared, or recorded calls re-sent.
         if new_cassette is not None:
             proto_diff(Path(cassette), Path(new_cassette))
