@@ -212,6 +212,11 @@ class _Connection(asyncio.Protocol):
         self.transport.write(wire)
 
 
+_EPSILON = 1e-7
+"""Seconds: ``start + i / rate`` lands a hair before or after a window's edge in floating point;
+a request due at the edge belongs to the next window, so 500/s for 2 s is 1,000 requests."""
+
+
 def _error_kind(exc: BaseException | None) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
@@ -257,7 +262,7 @@ class _Engine:
     # -- samples ----------------------------------------------------------------------------
     def _record(self, connection: _Connection, now: float, error: str | None) -> None:
         started = connection.sent if self.closed_loop else connection.intended
-        if connection.intended < self.measure_from:
+        if connection.intended < self.measure_from - _EPSILON:
             return  # warmup
         samples = self.samples
         samples.requests += 1
@@ -313,7 +318,7 @@ class _Engine:
 
     def _start(self, connection: _Connection, number: int, intended: float) -> None:
         self.busy.add(connection)
-        if intended >= self.measure_from:
+        if intended >= self.measure_from - _EPSILON:
             self.samples.sent += 1
         connection.send(number, intended, self.wires[number])
 
@@ -412,7 +417,7 @@ class _Engine:
 
     async def _send_on_schedule(self, start: float) -> None:
         for number, intended in self._schedule(start):
-            if intended >= self.stop_at:
+            if intended >= self.stop_at - _EPSILON:
                 return
             now = time.perf_counter()
             if intended > now:

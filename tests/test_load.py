@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jsonschema
@@ -17,6 +18,9 @@ import pytest
 from baton.cassettes import CassetteWriter
 from baton.cassettes.model import Interaction, Request, Response
 from tests.processes import _stop, run_baton, start_baton
+
+# The HTML report tests' headless Chromium (skipped without it) and their page helpers.
+from tests.test_html_report import all_css, assert_quiet, browser, by_css, open_page  # noqa: F401
 
 HERE = Path(__file__).parent
 SCHEMA = json.loads((HERE.parent / "docs" / "load-report.schema.json").read_text())
@@ -88,8 +92,9 @@ def test_the_open_model_shows_the_stall_a_closed_loop_hides(
         f"p99 {closed['latency_ms']['p99']} ms; open model at 500/s p95 "
         f"{opened['latency_ms']['p95']} ms p99 {opened['latency_ms']['p99']} ms"
     )
-    assert opened["requests"] == 1000 and opened["errors"] == 0 and opened["mode"] == "open"
-    assert closed["mode"] == "closed" and closed["errors"] == 0 and closed["requests"] > 200
+    assert (opened["requests"], opened["errors"], opened["mode"]) == (1000, 0, "open"), opened
+    assert closed["mode"] == "closed" and closed["errors"] == 0, closed
+    assert closed["requests"] > 200, closed
     assert list(opened["endpoints"]) == ["GET /items"]  # POST is not sent unless allowed
     assert opened["skipped"] == {"POST (not safe; --allow-side-effects sends it)": 1}
     assert httpx.get(service + "/count", trust_env=False).text == "1000"
@@ -229,3 +234,30 @@ def test_speed_replays_the_recorded_timing_faster(service: str, cassette: Path) 
     report = json.loads(result.stdout)
     assert (report["mode"], report["speed"], report["rate"]) == ("open", 100, None)
     assert report["requests"] == 100 and report["errors"] == 0
+
+
+def test_a_real_load_page_opens_in_chromium_with_its_chart(
+    browser: Any,  # noqa: F811 (the fixture imported above)
+    service: str,
+    cassette: Path,
+    tmp_path: Path,
+) -> None:
+    page = tmp_path / "load.html"
+    result = _load(
+        cassette,
+        service + "/fast",
+        "--rate",
+        "200/s",
+        "--duration",
+        "1s",
+        "--format",
+        "html",
+        "-o",
+        str(page),
+    )
+    assert result.returncode == 0, result.stderr
+    open_page(browser, page)
+    assert by_css(browser, "#total-requests").text == "200"
+    lines = all_css(browser, "svg.chart polyline")
+    assert [line.get_attribute("data-series") for line in lines] == ["p50", "p99"]
+    assert_quiet(browser, page)

@@ -260,6 +260,11 @@ def load(
             )
     except (LoadError, DriftError, TLSConfigError) as exc:
         raise InputError(str(exc)) from exc
+    if speed is not None and plan.span_s <= 0:
+        raise InputError(
+            "--speed: the recorded requests carry no timing to speed up (one request, or all at "
+            "one instant); give --rate N/s instead"
+        )
     assert parts.hostname is not None
     settings = LoadSettings(
         host=parts.hostname,
