@@ -67,7 +67,8 @@ def faulty(
 ) -> Iterator[tuple[str, BatonProcess]]:
     # --set forces the mitmproxy path (reverse mode towards the recorded host, never reached).
     extra = ("--set", f"confdir={mitm_confdir}") if request.param == "mitmproxy" else ()
-    server = _serve(cassette, *extra)
+    # --replay-latency (1 ms recorded) composes with every fault; --metrics-port counts them.
+    server = _serve(cassette, "--replay-latency", "--metrics-port", "0", *extra)
     assert f"{request.param} path" in server.output
     yield request.param, server
     server.stop()
@@ -209,6 +210,23 @@ def test_delay_fault_answers_as_recorded_marked(faulty: tuple[str, BatonProcess]
     _, server = faulty
     answer = httpx.get(server.url + "/delay", trust_env=False)
     assert answer.content == BODY and answer.headers["x-baton-fault"] == "delay=50ms,path=/delay"
+
+
+def test_injected_faults_are_counted_on_the_metrics_port(
+    faulty: tuple[str, BatonProcess],
+) -> None:
+    import re
+
+    _, server = faulty
+    httpx.get(server.url + "/status", trust_env=False)
+    found = re.search(r"metrics on (http://\S+/metrics)", server.output)
+    assert found, server.output
+    metrics = httpx.get(found.group(1), trust_env=False).text
+    counted = re.search(
+        r'baton_faults_injected_total\{rule="status=503,path=/status"\} (\S+)', metrics
+    )
+    assert counted and float(counted.group(1)) >= 1, metrics
+    assert 'baton_faults_injected_total{rule="reset,path=/reset"}' in metrics
 
 
 # -- rates end to end, the seed end to end --------------------------------------------------------
