@@ -22,6 +22,7 @@ in ``grpc-message``.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import logging
 from collections.abc import AsyncIterator, Iterable
@@ -149,15 +150,32 @@ class GrpcReplayer:
         """Recorded calls nobody asked for."""
         return [c for calls in self.calls.values() for c in calls if not c.used]
 
+    def single_request(self, path: str) -> bool:
+        """True when every recorded call of ``path`` sent one message (a unary or server-stream)."""
+        calls = self.calls.get(path) or []
+        return bool(calls) and all(len(c.call.requests) == 1 for c in calls)
+
+    async def serve_one(
+        self, path: str, request: bytes, context: aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        """``serve`` for a call that sends one message: grpcio reads it without a stream."""
+
+        async def single() -> AsyncIterator[bytes]:
+            yield request
+
+        async for message in self.serve(path, single(), context):
+            yield message
+
     def _form(self, path: str, data: bytes) -> Any:
         service, _, method = path.strip("/").partition("/")
         probe = GrpcCall(service, method, requests=(GrpcMessage(data),))
         return decode_call(probe, self.schema).requests[0].decoded
 
-    def _same(self, recorded: RecordedCall, n: int, data: bytes, form: Any) -> bool:
+    def _same(self, recorded: RecordedCall, n: int, data: bytes, forms: _Forms) -> bool:
         message = recorded.call.requests[n]
         if message.data == data and not message.compressed:
-            return True
+            return True  # the common case: the same bytes, nothing decoded
+        form = forms[n]
         return form is not None and form == message.decoded
 
     async def serve(
@@ -172,7 +190,7 @@ class GrpcReplayer:
             )
             return
         received: list[bytes] = []
-        forms: list[Any] = []
+        forms = _Forms(self, path, received)
         ended = False
         iterator = requests.__aiter__()
 
@@ -186,7 +204,6 @@ class GrpcReplayer:
                 ended = True
                 return False
             received.append(data)
-            forms.append(self._form(path, data))
             return True
 
         def first_need(recorded: RecordedCall) -> int:
@@ -198,7 +215,7 @@ class GrpcReplayer:
                 c
                 for c in candidates
                 if len(c.call.requests) >= len(received)
-                and all(self._same(c, n, d, forms[n]) for n, d in enumerate(received))
+                and all(self._same(c, n, d, forms) for n, d in enumerate(received))
             ]
             if not matching:
                 await self._miss(context, self._near_miss(path, candidates, received, forms))
@@ -228,12 +245,12 @@ class GrpcReplayer:
             context.set_details(chosen.status.message)
 
     def _near_miss(
-        self, path: str, candidates: list[RecordedCall], received: list[bytes], forms: list[Any]
+        self, path: str, candidates: list[RecordedCall], received: list[bytes], forms: _Forms
     ) -> str:
         best: str | None = None
         for candidate in candidates:
             recorded = candidate.call.requests
-            for n, form in enumerate(forms):
+            for n, form in enumerate(forms[k] for k in range(len(received))):
                 if n >= len(recorded):
                     best = best or f"request[{n}]: the recording has {len(recorded)} messages"
                     break
@@ -254,6 +271,19 @@ class GrpcReplayer:
         await context.abort(self.miss_code, f"baton: {text}")
 
 
+class _Forms:
+    """The decoded forms of the messages received so far, each decoded only when first asked for."""
+
+    def __init__(self, replayer: GrpcReplayer, path: str, received: list[bytes]) -> None:
+        self._replayer, self._path, self._received = replayer, path, received
+        self._done: dict[int, Any] = {}
+
+    def __getitem__(self, n: int) -> Any:
+        if n not in self._done:
+            self._done[n] = self._replayer._form(self._path, self._received[n])
+        return self._done[n]
+
+
 class AnyMethodHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
     """Every method as a bytes-in, bytes-out bidirectional stream, answered by ``GrpcReplayer``."""
 
@@ -262,15 +292,15 @@ class AnyMethodHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
 
     def service(self, handler_call_details: Any) -> Any:
         path: str = handler_call_details.method
-        replayer = self._replayer
-
-        # grpc.aio tells streaming handlers by their kind: an async generator function.
-        async def stream(
-            requests: AsyncIterator[bytes], context: aio.ServicerContext
-        ) -> AsyncIterator[bytes]:
-            async for message in replayer.serve(path, requests, context):
-                yield message
-
+        # grpc.aio tells streaming handlers by their kind (an async generator function,
+        # which it sees through a partial): the generator itself, no wrapper per message.
+        if self._replayer.single_request(path):
+            # One request message: grpcio's unary-stream path costs less per call than a
+            # bidirectional stream, and on the wire it is the same call.
+            return grpc.unary_stream_rpc_method_handler(
+                functools.partial(self._replayer.serve_one, path)
+            )
+        stream = functools.partial(self._replayer.serve, path)
         return grpc.stream_stream_rpc_method_handler(stream)
 
 
