@@ -15,6 +15,7 @@ BENCHMARKS = [
     "fleet_drift.py",
     "ws_throughput.py",
     "stream_memory.py",
+    "grpc_replay.py",
     "fidelity_overhead.py",
     "load_generator.py",
 ]
