@@ -376,3 +376,77 @@ def test_regular_mode_through_mitmproxy_records_tls_calls_that_replay(
     assert {k: v for k, v in through.items() if k != "Fail"} == {
         k: v for k, v in direct.items() if k != "Fail"
     }
+
+
+def test_a_ping_pong_chat_is_replayed_turn_by_turn(
+    tmp_path: Path, h2c_server: GrpcServer, pb: tuple[Any, Any]
+) -> None:
+    """Each answer of a chat waits for the request it followed, as recorded, and no longer."""
+    import queue
+
+    pb2, pb2_grpc = pb
+
+    def chat(port: int) -> list[bytes]:
+        lines: queue.Queue[Any] = queue.Queue()
+
+        def requests() -> Iterator[Any]:
+            while (line := lines.get()) is not None:
+                yield line
+
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            answers = pb2_grpc.OrderServiceStub(channel).Chat(requests())
+            seen = []
+            for n in range(4):
+                lines.put(pb2.ChatLine(text=f"turn {n}", seq=n))
+                seen.append(next(answers).SerializeToString())  # waits for this turn's answer
+            lines.put(None)
+            assert list(answers) == []
+        return seen
+
+    cassette = tmp_path / "chat.cassette"
+    recorder = start_baton(
+        [
+            "record",
+            "-o",
+            str(cassette),
+            "--listen-port",
+            "0",
+            "--mode",
+            f"reverse:h2c://{h2c_server.target}",
+        ]
+    )
+    try:
+        recorded = chat(recorder.port)
+    finally:
+        recorder.stop()
+    replayer = start_baton(["replay", str(cassette), "--listen-port", "0"])
+    try:
+        assert chat(replayer.port) == recorded
+    finally:
+        replayer.stop()
+    assert "1 gRPC calls answered, 0 missed" in replayer.output
+
+
+def test_without_the_grpc_extra_baton_starts_and_names_the_extra(tmp_path: Path) -> None:
+    """Core baton imports without grpcio and protobuf; a gRPC feature then says what to install."""
+    code = (
+        "import sys\n"
+        "for name in ('grpc', 'google.protobuf', 'grpc_tools', 'grpc_reflection'):\n"
+        "    sys.modules[name] = None\n"
+        "from baton.proxy.cli import main\n"
+        "sys.argv = ['baton', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    out = str(tmp_path / "x.cassette")
+    result = subprocess.run(
+        [sys.executable, "-c", code, "record", "-o", out, "--mode", "reverse:h2c://127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "baton: error: gRPC support needs the grpc extra: pip install 'baton-replay[grpc]' "
+        "(grpcio, grpcio-tools, grpcio-reflection, protobuf)\n"
+    )
+    assert not Path(out).exists()
