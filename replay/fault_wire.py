@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import struct
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ from baton.replay.faults import (
     with_fault_header,
 )
 from baton.replay.index import Miss
+from baton.replay.streaming import StreamedAnswer, send_stream
 
 if TYPE_CHECKING:
     from baton.cassettes.model import Request
@@ -105,6 +107,20 @@ async def inject_fault(
     if isinstance(result, Miss):
         data = miss_response(result, server.miss_status)
     else:
+        planned = server._answer_for(result, head_only=head_only)
+        if isinstance(planned, StreamedAnswer) and planned.response.stored is not None:
+            # A body too large to hold is never read whole: cut after the head, or sent
+            # piece by piece at its own pace (delay and slow-body alike).
+            marked = dataclasses.replace(planned, head=_marked(planned.head, rule.text))
+            if kind is FaultKind.TRUNCATE:
+                transport.write(marked.head)
+                transport.close()
+                return False
+            complete = await send_stream(marked, sink, latency_scale=server.latency_scale)
+            if not complete or marked.short:
+                transport.close()
+                return False
+            return _after(transport, keep_alive)
         data = server._bytes_for(result, head_only=head_only)
     data = _marked(data, rule.text)
     if kind is FaultKind.DELAY:

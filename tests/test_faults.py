@@ -290,3 +290,51 @@ def test_a_registered_fault_answers_what_its_function_returns(cassette: Path) ->
     assert faulted.headers["age"] == "3600" and faulted.content == BODY
     assert faulted.headers["x-baton-fault"] == "stale=3600,path=/plain"
     assert "age" not in other.headers and "x-baton-fault" not in other.headers
+
+
+def test_a_body_too_large_to_hold_is_cut_or_streamed_never_read_whole(tmp_path: Path) -> None:
+    import asyncio
+
+    from baton.cassettes.reader import CassetteReader, ReadLimits
+    from baton.replay.options import ReplayOptions
+    from baton.replay.server import ReplayServer
+
+    path, piece = tmp_path / "big.cassette", bytes(range(256)) * 256  # 64 KiB
+    with CassetteWriter(path, redactor=None) as writer:
+        for name in ("/cut", "/slow"):
+            stream = writer.open_stream()
+            for n in range(24):  # 1.5 MiB, above the 1 MiB held below
+                stream.write(piece, float(n))
+            request = Request("GET", "http", "files.test", 80, name)
+            writer.append(
+                Interaction(name, request, Response(200, "OK", body=None), 1.0),
+                streams={"response": stream},
+            )
+    with CassetteReader(path, ReadLimits(max_held_stream_bytes=1 << 20)) as reader:
+        index = ReplayOptions().index(list(reader), address=False)
+    assert all(i.response is not None and i.response.stored for i in index.interactions)
+
+    async def scenario() -> tuple[bytes, BaseException | None, bytes, str]:
+        server = ReplayServer(
+            index, faults=FaultPlan(["truncate=50%,path=/cut", "slow-body=1MB/s,path=/slow"])
+        )
+        host, port = await server.start()
+        try:
+            async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
+                cut, failure = bytearray(), None
+                try:
+                    async with client.stream("GET", f"http://{host}:{port}/cut") as answer:
+                        async for data in answer.aiter_raw():
+                            cut += data
+                except httpx.HTTPError as exc:
+                    failure = exc
+                slow = await client.get(f"http://{host}:{port}/slow")
+                return bytes(cut), failure, slow.content, slow.headers["x-baton-fault"]
+        finally:
+            await server.close()
+
+    cut, failure, slow, marked = asyncio.run(scenario())
+    assert (
+        len(cut) < len(piece) * 24 and failure is not None
+    )  # the head, then the connection closed
+    assert slow == piece * 24 and marked == "slow-body=1MB/s,path=/slow"
