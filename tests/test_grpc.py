@@ -450,3 +450,52 @@ def test_without_the_grpc_extra_baton_starts_and_names_the_extra(tmp_path: Path)
         "(grpcio, grpcio-tools, grpcio-reflection, protobuf)\n"
     )
     assert not Path(out).exists()
+
+
+def test_grpc_calls_and_http_exchanges_are_replayed_on_one_port(
+    tmp_path: Path, h2c_server: GrpcServer, pb: tuple[Any, Any]
+) -> None:
+    import httpx
+
+    from baton.cassettes.model import Interaction, Request, Response
+    from baton.cassettes.writer import CassetteWriter
+
+    pb2, pb2_grpc = pb
+    recorded = tmp_path / "grpc.cassette"
+    recorder = start_baton(
+        [
+            "record",
+            "-o",
+            str(recorded),
+            "--listen-port",
+            "0",
+            "--mode",
+            f"reverse:h2c://{h2c_server.target}",
+        ]
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{recorder.port}") as channel:
+            answer = pb2_grpc.OrderServiceStub(channel).Get(pb2.GetOrderRequest(id="order-3"))
+    finally:
+        recorder.stop()
+    health = Interaction(
+        id="health",
+        request=Request("GET", "http", "127.0.0.1", 8000, "/health"),
+        response=Response(200, "OK", headers=(("content-type", "text/plain"),), body=b"ok"),
+        recorded_at=1.0,
+    )
+    mixed = tmp_path / "mixed.cassette"
+    with CassetteWriter(mixed, redactor=None) as writer:
+        writer.append(health)
+        for interaction in read_cassette(recorded):
+            writer.append(interaction)
+    replayer = start_baton(["replay", str(mixed), "--listen-port", "0"])
+    try:
+        assert httpx.get(f"http://127.0.0.1:{replayer.port}/health").text == "ok"
+        with grpc.insecure_channel(f"127.0.0.1:{replayer.port}") as channel:
+            again = pb2_grpc.OrderServiceStub(channel).Get(pb2.GetOrderRequest(id="order-3"))
+        assert again == answer
+    finally:
+        replayer.stop()
+    assert "1 HTTP interactions answered on the same port" in replayer.output
+    assert "1 gRPC calls answered, 0 missed" in replayer.output

@@ -219,19 +219,27 @@ def run_until_stopped(main: Callable[[asyncio.Event], Any]) -> None:
     asyncio.run(run())
 
 
-def cassette_holds_grpc(cassettes: tuple[Path, ...]) -> bool:
-    """True when the first interaction of the first readable cassette is a gRPC call."""
+def cassette_holds_grpc(cassettes: tuple[Path, ...], look_at: int = 50) -> bool:
+    """True when one of the first ``look_at`` interactions of the cassettes is a gRPC call.
+
+    Bounded, so a large HTTP cassette is not read twice before the fast path starts.
+    """
     from baton.cassettes.errors import CassetteError
     from baton.cassettes.grpc_model import is_grpc_content_type
     from baton.cassettes.reader import CassetteReader
 
+    seen = 0
     for path in cassettes:
         if not path.exists():
             continue
         try:
             with CassetteReader(path) as reader:
                 for interaction in reader:
-                    return is_grpc_content_type(interaction.request.header("content-type"))
+                    if is_grpc_content_type(interaction.request.header("content-type")):
+                        return True
+                    seen += 1
+                    if seen >= look_at:
+                        return False
         except CassetteError:
             return False
     return False

@@ -118,15 +118,23 @@ def replay_grpc(
     grpc: GrpcFlags,
     fail_on_miss: bool,
     quiet: bool,
+    http: tuple[Any, float | None] | None = None,
 ) -> None:
-    """``baton replay`` of a cassette of gRPC calls: a grpcio server answering from it."""
+    """``baton replay`` of a cassette of gRPC calls: a grpcio server answering from it.
+
+    ``http`` (the ``ReplayOptions`` and latency scale of the command): when the
+    cassettes hold HTTP exchanges too, baton's fast server answers them on the
+    same port, a ``PrefaceSplitter`` telling the two kinds of client apart.
+    """
     require_grpc()
     import grpc as grpcio
 
     from baton.cassettes.errors import CassetteError
     from baton.cassettes.reader import CassetteReader
-    from baton.proxy.status import format_address, listen_failure
+    from baton.proxy.status import format_address, listen_failure, replay_summary
     from baton.replay.grpc_replay import GrpcReplayer, start_replay_server
+    from baton.replay.protocol_split import PrefaceSplitter
+    from baton.replay.server import ReplayServer
 
     interactions = []
     meta: dict[str, Any] = {}
@@ -143,22 +151,45 @@ def replay_grpc(
     )
     left_out = len(interactions) - len(replayer)
     server_credentials = grpc.server_credentials()
+    # HTTP beside gRPC on one port needs the preface to tell them apart: h2c only.
+    index = None
+    if left_out and http is not None and server_credentials is None:
+        options, latency = http
+        try:
+            index = options.load(cassettes, address=False)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
 
     async def main(stop: asyncio.Event) -> None:
+        front: PrefaceSplitter | None = None
+        http_server: ReplayServer | None = None
         try:
-            server, port = await start_replay_server(
-                replayer, listen_host, listen_port, server_credentials
-            )
+            if index is None:
+                server, port = await start_replay_server(
+                    replayer, listen_host, listen_port, server_credentials
+                )
+                host = listen_host
+            else:
+                server, grpc_port = await start_replay_server(replayer, "127.0.0.1", 0)
+                http_server = ReplayServer(
+                    index, miss_status=options.miss_status, latency_scale=latency
+                )
+                _, http_port = await http_server.start()
+                front = PrefaceSplitter(listen_host, listen_port, grpc_port, http_port)
+                host, port = await front.start()
         except (OSError, RuntimeError) as exc:
             raise InputError(listen_failure(listen_host, listen_port, None, str(exc))) from exc
         if not quiet:
-            extra = (
-                f"; {left_out} HTTP interactions left out (replay them apart)" if left_out else ""
-            )
+            if index is not None:
+                extra = f"; {left_out} HTTP interactions answered on the same port (HTTP/1.1)"
+            elif left_out:
+                extra = f"; {left_out} HTTP interactions left out (replay them apart)"
+            else:
+                extra = ""
             click.echo(
                 f"baton: replaying {len(replayer)} gRPC calls from "
                 f"{', '.join(map(str, cassettes))}; listening on "
-                f"{format_address(listen_host, port)} "
+                f"{format_address(host, port)} "
                 f"(gRPC: {'TLS' if server_credentials is not None else 'h2c'}; schema: "
                 f"{schema.source if schema is not None else 'none, wire decode'}){extra}",
                 err=True,
@@ -166,6 +197,10 @@ def replay_grpc(
         try:
             await stop.wait()
         finally:
+            if front is not None:
+                await front.close()
+            if http_server is not None:
+                await http_server.close()
             await server.stop(grace=1)
 
     run_until_stopped(main)
@@ -177,7 +212,10 @@ def replay_grpc(
     )
     for line in replayer.misses[:20]:
         click.echo(f"  miss: {line}", err=True)
-    if fail_on_miss and replayer.misses:
+    if index is not None:
+        for line in replay_summary(index):
+            click.echo(line, err=True)
+    if fail_on_miss and (replayer.misses or (index is not None and index.misses)):
         sys.exit(1)
 
 

@@ -159,7 +159,15 @@ def replay(
     reverse_plain = all(m == "reverse" or m.startswith("reverse:http://") for m in modes)
     if replaying_only and reverse_plain and cassette_holds_grpc(cassettes):
         # gRPC clients speak HTTP/2 (h2c or TLS): a grpcio server answers (replay/grpc_replay.py).
-        replay_grpc(cassettes, listen_host, listen_port, grpc, fail_on_miss, quiet)
+        replay_grpc(
+            cassettes,
+            listen_host,
+            listen_port,
+            grpc,
+            fail_on_miss,
+            quiet,
+            http=(options, replay_latency),
+        )
         return
     # The live contract check is a mitmproxy addon: --spec takes the mitmproxy path.
     if replaying_only and reverse_plain and not extra and spec is None:
