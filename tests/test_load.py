@@ -222,7 +222,7 @@ def test_an_unreachable_target_is_one_line(cassette: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     result = _load(cassette, f"http://127.0.0.1:{port}", "--rate", "10/s", "--duration", "1s")
-    assert result.returncode == 2 and "cannot connect" in result.stderr, result.stderr
+    assert result.returncode == 2 and "is unreachable" in result.stderr, result.stderr
 
 
 def test_speed_replays_the_recorded_timing_faster(service: str, cassette: Path) -> None:
@@ -261,3 +261,31 @@ def test_a_real_load_page_opens_in_chromium_with_its_chart(
     lines = all_css(browser, "svg.chart polyline")
     assert [line.get_attribute("data-series") for line in lines] == ["p50", "p99"]
     assert_quiet(browser, page)
+
+
+def test_an_https_target_is_verified_like_diff_does(
+    httpbin_tls: Any, tls_files: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "get.cassette"
+    writer = CassetteWriter(path, redactor=None)
+    request = Request("GET", "https", "httpbin.test", 443, "/get", headers=(("Host", "x"),))
+    writer.append(Interaction("1", request, Response(200, "OK", body=b"{}"), 1.0, 1.0))
+    writer.close()
+    untrusted = _load(path, httpbin_tls.url, "--rate", "50/s", "--duration", "0.5s")
+    assert untrusted.returncode == 2, untrusted.stderr
+    assert untrusted.stderr.count("\n") == 1 and "certificate not trusted" in untrusted.stderr
+    trusted = _load(
+        path,
+        httpbin_tls.url,
+        "--rate",
+        "50/s",
+        "--duration",
+        "0.5s",
+        "--ca-cert",
+        str(tls_files.ca),
+        "--format",
+        "json",
+    )
+    assert trusted.returncode == 0, trusted.stderr
+    report = json.loads(trusted.stdout)
+    assert (report["requests"], report["errors"]) == (25, 0)

@@ -253,7 +253,7 @@ def load(
     try:
         supplied = supplied_headers(headers)
         if parts.scheme == "https":
-            tls_context(ca_cert, insecure=insecure)
+            tls_context(ca_cert, insecure=insecure)  # a bad --ca-cert is one line
         with user_errors(), CassetteReader(paths[0], warn_torn=False) as reader:
             plan = plan_requests(
                 reader, target, allow_side_effects=allow_side_effects, supplied=supplied
@@ -280,7 +280,17 @@ def load(
         insecure=insecure,
         ca_cert=None if ca_cert is None else str(ca_cert),
     )
-    _check_reachable(settings, target)
+    # One connection (and TLS handshake) first, with diff's rules: an unreachable target or an
+    # untrusted certificate is one line, exit 2, not a report of a thousand failed requests.
+    import asyncio
+
+    from baton.replay.drift import check_reachable
+
+    try:
+        tls = tls_context(ca_cert, insecure=insecure) if parts.scheme == "https" else None
+        asyncio.run(check_reachable(target, timeout, tls))
+    except DriftError as exc:
+        raise InputError(str(exc)) from exc
     from baton.proxy.load_runner import run_load
 
     samples = run_load(plan, settings, observability)
@@ -308,15 +318,3 @@ def load(
         save_baseline.write_text(render_load(report, "json"), encoding="utf-8")
         click.echo(f"baton: baseline saved to {save_baseline}", err=True)
     sys.exit(report.exit_code)
-
-
-def _check_reachable(settings: Any, target: str) -> None:
-    """One connection before the run: an unreachable target is one line, exit 2, not a report."""
-    import socket
-
-    try:
-        socket.create_connection((settings.host, settings.port), timeout=settings.timeout_s).close()
-    except OSError as exc:
-        raise InputError(
-            f"--target {target}: cannot connect ({exc.strerror or type(exc).__name__})"
-        ) from exc
