@@ -155,6 +155,17 @@ class GrpcReplayer:
         calls = self.calls.get(path) or []
         return bool(calls) and all(len(c.call.requests) == 1 for c in calls)
 
+    def single_answer(self, path: str) -> bool:
+        """True when every recorded call of ``path`` answered with at most one message."""
+        return all(len(c.call.responses) <= 1 for c in self.calls.get(path) or [])
+
+    async def serve_unary(self, path: str, request: bytes, context: aio.ServicerContext) -> Any:
+        """``serve`` for a unary call: the one answer (or None after a failed status)."""
+        answer = None
+        async for message in self.serve_one(path, request, context):
+            answer = message
+        return answer
+
     async def serve_one(
         self, path: str, request: bytes, context: aio.ServicerContext
     ) -> AsyncIterator[bytes]:
@@ -294,6 +305,10 @@ class AnyMethodHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         path: str = handler_call_details.method
         # grpc.aio tells streaming handlers by their kind (an async generator function,
         # which it sees through a partial): the generator itself, no wrapper per message.
+        if self._replayer.single_request(path) and self._replayer.single_answer(path):
+            return grpc.unary_unary_rpc_method_handler(
+                functools.partial(self._replayer.serve_unary, path)
+            )
         if self._replayer.single_request(path):
             # One request message: grpcio's unary-stream path costs less per call than a
             # bidirectional stream, and on the wire it is the same call.
