@@ -151,3 +151,13 @@ def test_proto_diff_from_the_command_line(tmp_path: Path) -> None:
         in broken.stdout
     )
     assert "wire-incompatible changes found" in broken.stdout
+    # The same with the options the issue names, and a descriptor set for the new schema.
+    from baton.cassettes.protobuf_schema import compile_protos
+
+    new_set = tmp_path / "orders.pb"
+    new_set.write_bytes(compile_protos([retyped]))
+    flags = run_baton(
+        ["diff", "--proto", str(SERVICES / "orders.proto"), "--proto-new", str(new_set)]
+    )
+    assert flags.returncode == 1
+    assert flags.stdout == broken.stdout

@@ -14,7 +14,7 @@ from baton.proxy.cli.configuration import current_config
 from baton.proxy.cli.errors import InputError, user_errors
 from baton.proxy.cli.fidelity import graphql_schema_option
 from baton.proxy.cli.grpc import GrpcFlags, grpc_diff_wanted, grpc_options
-from baton.proxy.cli.grpc_run import diff_grpc, proto_diff
+from baton.proxy.cli.grpc_run import diff_grpc, proto_diff, proto_diff_of_flags
 from baton.proxy.cli.options import configure_logging
 from baton.proxy.cli.sources import CASSETTE_LOCATION
 from baton.replay.comparison import DriftClass
@@ -23,7 +23,7 @@ __all__ = ["diff"]
 
 
 @click.command()
-@click.argument("cassette", type=CASSETTE_LOCATION)
+@click.argument("cassette", required=False, type=CASSETTE_LOCATION)
 @click.argument("new_cassette", required=False, type=CASSETTE_LOCATION)
 @click.option(
     "--target", metavar="URL", help="Base URL of the build to test, e.g. http://127.0.0.1:8000."
@@ -134,7 +134,7 @@ __all__ = ["diff"]
     help="Worker processes of --dask local.",
 )
 def diff(
-    cassette: str,
+    cassette: str | None,
     new_cassette: str | None,
     target: str | None,
     concurrency: int,
@@ -185,6 +185,10 @@ def diff(
     from baton.replay.sharding import Shard, ShardError
 
     configure_logging(0, True)
+    if grpc.proto_new is not None:
+        proto_diff_of_flags(grpc)  # gRPC schemas compared: no cassette (proxy/cli/grpc_run.py)
+    if cassette is None:
+        raise click.UsageError("Missing argument 'CASSETTE'.")
     if (target is None) == (new_cassette is None):
         raise click.UsageError("give either --target URL or a second cassette, not both or neither")
     if ca_cert is not None and insecure:

@@ -57,6 +57,7 @@ class GrpcFlags:
     trust: Path | None = None
     redact_fields: tuple[str, ...] = ()
     miss_status: str = "UNIMPLEMENTED"
+    proto_new: Path | None = None
 
     def schema(self, cached: dict[str, Any] | None = None) -> Any:
         """The ``ProtoSchema`` the options name, else the one a cassette header cached, else None."""
@@ -167,6 +168,15 @@ def grpc_options(
                 metavar="PEM",
                 help="gRPC: serve TLS with this certificate chain and key (one PEM); h2c without.",
             )
+        if diff:
+            option(
+                "--proto-new",
+                "grpc_proto_new",
+                type=click.Path(dir_okay=False, path_type=Path),
+                metavar="FILE",
+                help="gRPC: compare the schema of --proto (or --descriptor-set) with this one "
+                "(.proto or a descriptor set): wire-incompatible changes; no cassette needed.",
+            )
         if replay:
             option(
                 "--grpc-miss-status",
@@ -191,6 +201,7 @@ def grpc_options(
                 trust=stash.get("grpc_trust"),
                 redact_fields=tuple(stash.get("grpc_redact_fields", ())),
                 miss_status=stash.get("grpc_miss_status") or "UNIMPLEMENTED",
+                proto_new=stash.get("grpc_proto_new"),
             )
             original(*args, **kwargs)
 

@@ -16,7 +16,7 @@ import click
 from baton.proxy.cli.errors import InputError
 from baton.proxy.cli.grpc import GrpcFlags, read_pem, require_grpc, run_until_stopped
 
-__all__ = ["diff_grpc", "proto_diff", "record_grpc", "replay_grpc"]
+__all__ = ["diff_grpc", "proto_diff", "proto_diff_of_flags", "record_grpc", "replay_grpc"]
 
 
 def record_grpc(
@@ -228,6 +228,29 @@ def _schema_file(path: Path) -> bytes:
         return load_descriptor_set(path)
     except SchemaError as exc:
         raise InputError(str(exc)) from exc
+
+
+def proto_diff_of_flags(grpc: GrpcFlags) -> None:
+    """``baton diff --proto OLD.proto --proto-new NEW.proto`` (or --descriptor-set OLD)."""
+    require_grpc()
+    from baton.cassettes.protobuf_schema import SchemaError, compile_protos, load_descriptor_set
+    from baton.replay.proto_diff import diff_descriptor_sets
+
+    assert grpc.proto_new is not None
+    try:
+        if grpc.protos:
+            old = compile_protos(grpc.protos)
+        elif grpc.descriptor_set is not None:
+            old = load_descriptor_set(grpc.descriptor_set)
+        else:
+            raise InputError(
+                "--proto-new needs the old schema: --proto OLD.proto or --descriptor-set OLD"
+            )
+    except SchemaError as exc:
+        raise InputError(str(exc)) from exc
+    result = diff_descriptor_sets(old, _schema_file(grpc.proto_new))
+    click.echo(result.render(), nl=False)
+    sys.exit(1 if result.breaking else 0)
 
 
 def proto_diff(old: Path, new: Path) -> None:
