@@ -226,6 +226,8 @@ def _error_kind(exc: BaseException | None) -> str:
         return "tls error"
     if isinstance(exc, TimeoutError):
         return "timeout"
+    if isinstance(exc, OSError) and not isinstance(exc, ConnectionError) and exc.strerror:
+        return f"socket error: {exc.strerror.lower()}"  # out of ports or descriptors, mostly
     return "connection closed"
 
 
@@ -258,6 +260,9 @@ class _Engine:
 
             self.tls = tls_context(settings.ca_cert, insecure=settings.insecure)
         self.finished: asyncio.Future[None] | None = None
+        self.scheduled = False
+        """Every request due before the end has been sent or queued (a loaded machine can run
+        the schedule late: the end of the window alone does not mean the sending is over)."""
 
     # -- samples ----------------------------------------------------------------------------
     def _record(self, connection: _Connection, now: float, error: str | None) -> None:
@@ -387,6 +392,7 @@ class _Engine:
         if (
             self.finished is not None
             and not self.finished.done()
+            and self.scheduled
             and time.perf_counter() >= self.stop_at
             and not self.busy
             and not self.opening
@@ -461,9 +467,11 @@ class _Engine:
         else:
             await self._send_on_schedule(start)
             await asyncio.sleep(max(0.0, self.stop_at - time.perf_counter()))
+        self.scheduled = True
         self._maybe_finish()
         # Answers still due count; the watcher times out what outlives --timeout.
-        await asyncio.wait_for(asyncio.shield(self.finished), self.settings.timeout_s + 1.0)
+        with contextlib.suppress(TimeoutError):  # the watcher times requests out before this
+            await asyncio.wait_for(asyncio.shield(self.finished), self.settings.timeout_s + 1.0)
         watcher.cancel()
         for connection in self.idle + list(self.busy):
             if connection.transport is not None:

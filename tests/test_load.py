@@ -15,7 +15,7 @@ import httpx
 import jsonschema
 import pytest
 
-from baton.cassettes import CassetteWriter
+from baton.cassettes import CassetteReader, CassetteWriter
 from baton.cassettes.model import Interaction, Request, Response
 from tests.processes import _stop, run_baton, start_baton
 
@@ -160,6 +160,7 @@ def test_a_slower_build_fails_the_p99_gate_with_exit_1(
         "--max-p99-regression",
         "20%",
     )
+    print(second.stdout)  # the figure in docs/load.md
     assert second.returncode == 1, second.stdout + second.stderr
     assert "FAIL: p99" in second.stdout and "against the baseline's" in second.stdout
     assert "(gate: at most +20.0%)" in second.stdout
@@ -225,15 +226,35 @@ def test_an_unreachable_target_is_one_line(cassette: Path) -> None:
     assert result.returncode == 2 and "is unreachable" in result.stderr, result.stderr
 
 
-def test_speed_replays_the_recorded_timing_faster(service: str, cassette: Path) -> None:
-    # The two GETs were recorded a second apart: one cycle is 2 s, so 1 request/s; at 100x, 100/s.
+def test_speed_replays_the_recorded_timing_faster_over_two_workers(
+    service: str, cassette: Path
+) -> None:
+    # The two GETs were recorded a second apart: one cycle is 2 s, so 1 request/s; at 100x,
+    # 100/s. Two worker processes take one GET each; the warmup's requests are not counted.
     result = _load(
-        cassette, service + "/fast", "--speed", "100x", "--duration", "1s", "--format", "json"
+        cassette,
+        service + "/fast",
+        "--speed",
+        "100x",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0.2s",
+        "--workers",
+        "2",
+        "--format",
+        "json",
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert (report["mode"], report["speed"], report["rate"]) == ("open", 100, None)
-    assert report["requests"] == 100 and report["errors"] == 0
+    assert (report["mode"], report["speed"], report["rate"], report["workers"]) == (
+        "open",
+        100,
+        None,
+        2,
+    )
+    assert report["requests"] == 100 and report["errors"] == 0, report
+    assert report["warmup_s"] == 0.2
 
 
 def test_a_real_load_page_opens_in_chromium_with_its_chart(
@@ -289,3 +310,19 @@ def test_an_https_target_is_verified_like_diff_does(
     assert trusted.returncode == 0, trusted.stderr
     report = json.loads(trusted.stdout)
     assert (report["requests"], report["errors"]) == (25, 0)
+
+
+def test_a_sender_running_late_still_waits_for_every_answer(service: str, cassette: Path) -> None:
+    """On a loaded machine the schedule runs behind the clock; the run must not end (and close
+    connections under requests in flight) just because the window's end has passed."""
+    from baton.replay.load import LoadSettings, plan_requests, run_worker
+
+    with CassetteReader(cassette) as reader:
+        plan = plan_requests(reader, service + "/fast")
+    port = int(service.rpartition(":")[2])
+
+    def lagging(_: object) -> None:
+        time.sleep(0.08)  # the event loop falls 80 ms behind every 50 ms
+
+    samples = run_worker(plan, LoadSettings("127.0.0.1", port, rate=1000, duration_s=1.0), lagging)
+    assert (samples.requests, dict(samples.errors)) == (1000, {})
