@@ -454,9 +454,35 @@ class _Engine:
                 self.progress(self.samples)
             self._maybe_finish()
 
+    async def _preopen(self) -> None:
+        """Connections the schedule starts with (as wrk2 connects before sending), so the first
+        requests do not pay for a handshake; more are opened when requests queue."""
+        settings = self.settings
+        per_second = (settings.rate or 100.0 * (settings.speed or 1.0)) / settings.workers
+        count = min(settings.concurrency, max(2, math.ceil(per_second / 100.0)))
+        loop = asyncio.get_running_loop()
+
+        async def one() -> None:
+            with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+                _, connection = await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: _Connection(self),
+                        settings.host,
+                        settings.port,
+                        ssl=self.tls,
+                        server_hostname=settings.host if self.tls else None,
+                    ),
+                    settings.timeout_s,
+                )
+                self.idle.append(connection)
+
+        await asyncio.gather(*(one() for _ in range(count)))
+
     async def run(self) -> WorkerSamples:
         loop = asyncio.get_running_loop()
         self.finished = loop.create_future()
+        if not self.closed_loop:
+            await self._preopen()
         start = time.perf_counter() + 0.02
         self.measure_from = start + self.settings.warmup_s
         self.stop_at = self.measure_from + self.settings.duration_s
