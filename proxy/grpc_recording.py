@@ -42,9 +42,9 @@ from baton.cassettes.grpc_model import (
     split_method_path,
 )
 from baton.cassettes.model import Interaction, Request, Response
+from baton.cassettes.protobuf_schema import ProtoSchema, decode_call, redact_message
 from baton.cassettes.redaction import Redactor
 from baton.cassettes.writer import CassetteWriter
-from baton.cassettes.protobuf_schema import ProtoSchema, decode_call, redact_message
 
 __all__ = ["GrpcRecorder", "GrpcUpstream", "metadata_pairs", "parse_grpc_mode"]
 

@@ -41,8 +41,8 @@ from baton.cassettes.grpc_model import (
     status_from_headers,
 )
 from baton.cassettes.model import Interaction
-from baton.cassettes.redaction import PLACEHOLDER_PATTERN
 from baton.cassettes.protobuf_schema import ProtoSchema, decode_call
+from baton.cassettes.redaction import PLACEHOLDER_PATTERN
 from baton.replay.comparison import Change, DriftClass, NoiseRules, _compare_json
 from baton.replay.drift import DriftReport, Outcome
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("google.protobuf")
 
@@ -20,10 +22,10 @@ from baton.cassettes.grpc_model import (
     status_from_headers,
 )
 from baton.cassettes.model import Chunk, Interaction, Request, Response
-from baton.cassettes.reader import read_cassette
-from baton.cassettes.writer import CassetteWriter
 from baton.cassettes.protobuf_schema import compile_protos
 from baton.cassettes.protobuf_wire import WireError, decode_wire, redact_wire
+from baton.cassettes.reader import read_cassette
+from baton.cassettes.writer import CassetteWriter
 from baton.replay.comparison import DriftClass
 from baton.replay.grpc_replay import describe_difference
 from baton.replay.proto_diff import diff_descriptor_sets
@@ -223,3 +225,25 @@ def test_proto_diff_of_a_schema_with_itself_is_empty(tmp_path: Path) -> None:
     result = diff_descriptor_sets(old_set, new_set)
     assert result.changes == []
     assert result.render() == "no changes between the two schemas\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_the_wire_decode_reads_any_bytes_or_says_where_it_stops(data: bytes) -> None:
+    try:
+        form = decode_wire(data)
+    except WireError as exc:
+        assert "byte" in str(exc) or "field number 0" in str(exc)
+    else:
+        assert isinstance(form, dict)
+        assert redact_wire(data, [1]) is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64))
+def test_split_frames_takes_any_bytes_or_raises_value_error(data: bytes) -> None:
+    try:
+        frames = split_frames(data)
+    except ValueError:
+        return
+    assert frame_messages(tuple(GrpcMessage(d, c) for c, d in frames)) == data
