@@ -326,3 +326,46 @@ def test_a_sender_running_late_still_waits_for_every_answer(service: str, casset
 
     samples = run_worker(plan, LoadSettings("127.0.0.1", port, rate=1000, duration_s=1.0), lagging)
     assert (samples.requests, dict(samples.errors)) == (1000, {})
+
+
+def test_metrics_port_counts_the_run_while_it_runs(service: str, cassette: Path) -> None:
+    import re
+
+    from tests.processes import BATON
+
+    proc = subprocess.Popen(
+        [
+            *BATON,
+            "load",
+            str(cassette),
+            "--target",
+            service + "/fast",
+            "--rate",
+            "200/s",
+            "--duration",
+            "2s",
+            "--metrics-port",
+            "0",
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        found = re.search(r"metrics on (http://\S+/metrics)", line)
+        assert found, line
+        time.sleep(1.0)
+        during = httpx.get(found.group(1), trust_env=False).text
+        health = httpx.get(found.group(1).replace("/metrics", "/healthz"), trust_env=False)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            _stop(proc)
+    sent = re.search(r"^baton_load_sent_total (\S+)", during, re.M)
+    assert sent and 0 < float(sent.group(1)) < 400, during
+    assert "baton_load_errors_total 0.0" in during and health.status_code == 200
+    assert proc.returncode == 0 and "requests   400" in out
