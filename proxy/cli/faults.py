@@ -81,15 +81,9 @@ def serve_fault_metrics(rules: tuple[str, ...], plan: Callable[[], FaultPlan | N
 
     ``plan()`` is read when scraped: the mitmproxy path makes its plan only once started.
     """
-    import importlib
+    from baton.proxy.cli import observability
 
-    # Replay's metrics live where the fleet work put them (observability.py, earlier fleet.py).
-    metrics = None
-    for name in ("baton.proxy.cli.observability", "baton.proxy.cli.fleet"):
-        try:
-            metrics = metrics or getattr(importlib.import_module(name), "_REPLAY_METRICS", None)
-        except ImportError:
-            continue
+    metrics = observability._REPLAY_METRICS
     if not rules or metrics is None:
         return
 

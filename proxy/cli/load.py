@@ -10,14 +10,7 @@ from typing import Any
 import click
 
 from baton.proxy.cli.errors import InputError, user_errors
-
-try:  # moving from fleet.py to observability.py while the fleet work lands
-    from baton.proxy.cli.observability import ObservabilityFlags, observability_options
-except ImportError:  # pragma: no cover
-    from baton.proxy.cli.fleet import (  # type: ignore[attr-defined,no-redef]
-        ObservabilityFlags,
-        observability_options,
-    )
+from baton.proxy.cli.observability import ObservabilityFlags, observability_options
 from baton.proxy.cli.options import configure_logging
 from baton.proxy.cli.sources import CASSETTE_LOCATION, local_cassettes
 
