@@ -35,7 +35,9 @@ def _form(message: GrpcMessage, limit: int, stable: bool) -> str:
     if message.decoded is None:
         return f"({len(message.data)} bytes, not decoded)"
     text = json.dumps(message.decoded, sort_keys=stable, ensure_ascii=False)
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+    if limit and len(text) > limit:  # 0: no limit (textconv, --max-body 0)
+        return text[:limit] + f"... ({len(text)} chars)"
+    return text
 
 
 def grpc_lines(

@@ -10,6 +10,7 @@ reflection only, and with none at all.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -179,6 +180,13 @@ def test_h2c_calls_of_every_kind_replay_as_recorded_with_a_proto_schema(
     assert [m.decoded["seq"] for m in calls["Chat"].responses[1:]] == [1, 2, 3]
     offsets = [m.offset_ms for m in calls["List"].responses]
     assert offsets == sorted(offsets)
+    # What git diff shows through baton textconv: the decoded messages, no times.
+    text = run_baton(["textconv", str(cassette)]).stdout
+    assert '  > [0] {"id": "order-7", "token": "s3cr3t-token"}' in text
+    shown = json.loads(
+        run_baton(["show", str(cassette), "--format", "json"]).stdout.splitlines()[0]
+    )
+    assert shown["grpc"]["response"][0]["decoded"]["items"][0]["sku"] == "sku-7-0"
 
 
 def test_replay_without_schema_and_a_miss_names_the_differing_field(
