@@ -204,6 +204,15 @@ def test_slow_body_fault_sends_the_body_in_pieces(faulty: tuple[str, BatonProces
         pieces = list(answer.iter_raw())
     assert b"".join(pieces) == BODY
     assert len(pieces) >= 3, [len(p) for p in pieces]  # 1,000 bytes every 50 ms
+    if CURL:
+        result = subprocess.run(
+            [CURL, "-sS", "--noproxy", "*", "-D", "-", server.url + "/slow"],
+            capture_output=True,
+            timeout=30,
+        )
+        head, _, body = result.stdout.partition(b"\r\n\r\n")
+        assert result.returncode == 0 and body == BODY
+        assert b"X-Baton-Fault: slow-body=20KB/s,path=/slow" in head
 
 
 def test_delay_fault_answers_as_recorded_marked(faulty: tuple[str, BatonProcess]) -> None:
