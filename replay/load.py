@@ -29,7 +29,7 @@ import ssl
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -518,12 +518,3 @@ def run_worker(
     except ImportError:
         return asyncio.run(_Engine(plan, settings, progress).run())
     return uvloop.run(_Engine(plan, settings, progress).run())
-
-
-def percentile_ms(values: Sequence[int], percent: float) -> float:
-    """A percentile of microsecond samples, in ms (nearest rank); 0 for none. For tests and checks."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(0, math.ceil(percent / 100.0 * len(ordered)) - 1)
-    return ordered[rank] / 1000.0
