@@ -18,12 +18,19 @@ Why it is built this way:
   one, so tests and an embedding program can run several.
 * The server is a ``ThreadingHTTPServer`` on a daemon thread: a slow
   scraper never blocks the proxy's event loop.
+* Its clients are not trusted more than the replay server's
+  (docs/security.md): ``SMALL_SERVER_LIMITS`` bounds the request line, the
+  time a request may take to arrive and the connections served at once (one
+  thread each; the rest wait in the listen backlog). The standard library
+  already refuses more than 100 headers or a header line over 64 KB (431).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +41,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from baton.replay.limits import SMALL_SERVER_LIMITS
 
 __all__ = ["ExchangeObserver", "Metrics", "MetricsServer", "Reading"]
 
@@ -126,12 +135,34 @@ class Metrics:
         return MetricsServer(self, host, port)
 
 
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``max_connections`` at once; the rest wait to be accepted."""
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(SMALL_SERVER_LIMITS.max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._slots.acquire()  # serve_forever waits here: new connections stay in the backlog
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class MetricsServer:
     """``/metrics`` and ``/healthz`` over HTTP, on a thread of its own."""
 
     def __init__(self, metrics: Metrics, host: str, port: int) -> None:
         handler = _handler_for(metrics)
-        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server = _BoundedHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self.host, self.port = self._server.server_address[:2]
         self._thread = threading.Thread(
@@ -148,6 +179,34 @@ class MetricsServer:
 def _handler_for(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "baton-metrics"
+        timeout = SMALL_SERVER_LIMITS.header_timeout  # per read: an idle client is dropped
+
+        def setup(self) -> None:
+            super().setup()
+            # A client trickling its request a byte at a time is cut off all the same.
+            self._cut_off = threading.Timer(SMALL_SERVER_LIMITS.header_timeout, self._cut)
+            self._cut_off.daemon = True
+            self._cut_off.start()
+
+        def _cut(self) -> None:
+            with contextlib.suppress(OSError):
+                self.request.shutdown(socket.SHUT_RDWR)
+
+        def finish(self) -> None:
+            self._cut_off.cancel()
+            super().finish()
+
+        def parse_request(self) -> bool:
+            if len(self.raw_requestline) > SMALL_SERVER_LIMITS.max_request_line:
+                self.requestline = ""
+                self.request_version = "HTTP/1.0"
+                self.command = ""
+                self.send_error(414)
+                return False
+            if not super().parse_request():
+                return False
+            self._cut_off.cancel()  # the request is in: answering is not limited
+            return True
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]

@@ -18,12 +18,21 @@ A response recorded as a stream keeps its pieces: each goes out as one chunk
 (``Transfer-Encoding: chunked`` is added where the recording had no length),
 and a body too large to hold, or any stream under ``--replay-latency``, is
 sent piece by piece by ``replay/streaming.py`` instead of from one block.
+
+Clients are not trusted: ``ServerLimits`` (replay/limits.py) bounds the
+request line, the head, the body, the time a head or a body may take, idle
+keep-alive connections and how many connections are served at once. Each
+check sits where bytes arrive (a length compared in a parser callback, a
+deadline moved as a float and looked at by one lazy timer per connection), so
+the answering path is unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -35,6 +44,14 @@ import httptools
 from baton.cassettes.model import Interaction, Request, Response, header_values
 from baton.replay.faults import Fault, FaultKind, FaultPlan
 from baton.replay.index import Hit, Index, Miss
+from baton.replay.limits import (
+    BODY_TOO_LARGE,
+    CONTINUE,
+    EXPECTATION_FAILED,
+    HEADERS_TOO_LARGE,
+    URI_TOO_LONG,
+    ServerLimits,
+)
 from baton.replay.streaming import StreamedAnswer, is_streamed, send_stream
 
 __all__ = [
@@ -128,6 +145,10 @@ class _Parsed:
     keep_alive: bool
 
 
+class _Refused(Exception):
+    """Raised in a parser callback to stop parsing; the answer is in ``_Connection._refusal``."""
+
+
 class _Connection(asyncio.Protocol):
     """One client connection: parse, look up, answer in order."""
 
@@ -145,19 +166,70 @@ class _Connection(asyncio.Protocol):
         self._resumed: asyncio.Future[None] | None = None
         self._client: str | None = None
         """The client's address, for ``--session-by client``."""
+        # Limits (replay/limits.py): what has arrived of the request being read.
+        self._limits = server.limits
+        self._loop = asyncio.get_running_loop()
+        self._deadline: float | None = None
+        """When the connection is closed unless something moves it (a head, a body, idling)."""
+        self._timer: asyncio.TimerHandle | None = None
+        self._idle = False
+        self._in_head = True
+        self._mid_message = False
+        self._progress = False
+        self._pending = 0
+        """Bytes received in a head since the parser last completed a piece of it."""
+        self._head_total = 0
+        self._body_size = 0
+        self._declared = -1
+        self._chunked = False
+        self._expect: str | None = None
+        self._refusal: bytes | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         self._server._connections.add(self)
+        self._arm(self._limits.header_timeout)  # the first request's head, from the connection
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self._client = f"{peer[0]}:{peer[1]}"
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server._connections.discard(self)
+        self._server._room.set()
+        self._deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._worker is not None:
             self._worker.cancel()
+
+    # deadlines: one lazy timer, moved by assigning a float
+    def _arm(self, seconds: float) -> None:
+        self._deadline = self._loop.time() + seconds
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        deadline, transport = self._deadline, self._transport
+        if deadline is None or transport is None or transport.is_closing():
+            return
+        if self._loop.time() < deadline:
+            self._timer = self._loop.call_at(deadline, self._expire)
+            return
+        if not self._in_head and self._worker is not None and not self._worker.done():
+            self._arm(self._limits.header_timeout)  # still answering: look again later
+            return
+        # A head or a body too slow, or an idle keep-alive connection: close, answer nothing.
+        logger.debug("closing %s: %s", self._client, "idle" if self._idle else "too slow")
+        self._deadline = None
+        transport.close()
+
+    def _refuse(self, answer: bytes) -> None:
+        """Stop reading this request: raised out of a parser callback, answered in data_received."""
+        self._refusal = answer
+        raise _Refused
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -181,34 +253,107 @@ class _Connection(asyncio.Protocol):
         return self._transport is None or self._transport.is_closing()
 
     def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._progress = False
+        elif self._deadline is not None:  # reading a body: each read moves its deadline
+            self._deadline = self._loop.time() + self._limits.body_timeout
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             request, self._upgrade = self._upgrade, None
+            self._deadline = None  # the connection is the WebSocket session's from here
             if request is not None and self._server.upgrade(self, request, data[exc.args[0] :]):
+                self._server._room.set()
                 return
             self._reply(b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\n\r\n", False)
         except httptools.HttpParserError:
-            self._reply(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", False)
+            refusal = self._refusal
+            if refusal is not None:  # a limit: the head or body is not read further
+                self._reply(refusal, False)
+            else:
+                self._reply(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", False)
+            return
+        if self._in_head and not self._progress:
+            # httptools holds a header field until it ends: bound what it may hold.
+            self._pending += len(data)
+            if self._pending > self._limits.head_bytes:
+                self._refusal = HEADERS_TOO_LARGE
+                self._reply(HEADERS_TOO_LARGE, False)
 
     # httptools callbacks
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
         self._body = []
+        self._mid_message = True
+        self._in_head = True
+        self._head_total = self._body_size = 0
+        self._declared = -1
+        self._chunked = False
+        self._expect = None
+        if self._idle:  # a keep-alive connection's next request: its head has its own time
+            self._idle = False
+            self._arm(self._limits.header_timeout)
 
     def on_url(self, url: bytes) -> None:
+        self._progress = True
         self._url += url
+        if len(self._url) > self._limits.max_request_line:
+            self._refuse(URI_TOO_LONG)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._progress = True
+        self._head_total += len(name) + len(value) + 4
+        if (
+            self._head_total > self._limits.max_header_bytes
+            or len(self._headers) >= self._limits.max_headers
+        ):
+            self._refuse(HEADERS_TOO_LARGE)
+        if len(name) in (6, 14, 17):  # Expect, Content-Length, Transfer-Encoding
+            self._framing_header(name.lower(), value)
         self._headers.append(
             (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
         )
 
+    def _framing_header(self, name: bytes, value: bytes) -> None:
+        if name == b"expect":
+            self._expect = value.decode("latin-1").strip().lower()
+        elif name == b"content-length" and value.strip().isdigit():
+            self._declared = int(value)
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            self._chunked = True
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._pending = 0
+        if self._declared > self._limits.max_body_bytes:
+            self._refuse(BODY_TOO_LARGE)  # refused before a byte of it is read
+        if self._expect is not None:
+            if self._expect != "100-continue":
+                self._refuse(EXPECTATION_FAILED)
+            transport = self._transport
+            # Only when nothing is still owed to this client: answers go out in order.
+            if (
+                transport is not None
+                and not self._queue
+                and (self._worker is None or self._worker.done())
+            ):
+                transport.write(CONTINUE)
+        if self._declared > 0 or self._chunked:
+            self._arm(self._limits.body_timeout)
+        else:
+            self._deadline = None
+
     def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self._limits.max_body_bytes:
+            self._refuse(BODY_TOO_LARGE)
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._mid_message = False
+        self._in_head = True
+        self._deadline = None  # answering: no deadline until the answer is out
         parsed = httptools.parse_url(self._url)
         query = parsed.query.decode("utf-8", "surrogateescape") if parsed.query else ""
         host, port = self._server.host, self._server.port
@@ -294,6 +439,9 @@ class _Connection(asyncio.Protocol):
         complete = await send_stream(answer, self, latency_scale=self._server.latency_scale)
         if (not complete or not keep_alive or answer.short) and self._transport is not None:
             self._transport.close()
+        elif not self._mid_message and not self._queue:
+            self._idle = True
+            self._arm(self._limits.keepalive_timeout)
 
     def _reply(self, data: bytes, keep_alive: bool) -> None:
         transport = self._transport
@@ -302,6 +450,9 @@ class _Connection(asyncio.Protocol):
         transport.write(data)
         if not keep_alive:
             transport.close()
+        elif not self._mid_message and not self._queue:
+            self._idle = True
+            self._arm(self._limits.keepalive_timeout)
 
 
 class ReplayServer:
@@ -316,16 +467,22 @@ class ReplayServer:
         miss_status: int = 502,
         latency_scale: float | None = None,
         faults: FaultPlan | None = None,
+        limits: ServerLimits | None = None,
     ) -> None:
         self.index = index
+        self.limits = limits if limits is not None else ServerLimits()
+        """What a client may send (replay/limits.py); every connection reads it."""
         self.host = host
         self.port = port
         self.miss_status = miss_status
         self.latency_scale = latency_scale
         self.faults = faults
         """``--fault`` rules (replay/faults.py); None keeps the hot path free of them."""
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
         self._connections: set[_Connection] = set()
+        self._room = asyncio.Event()
+        """Set when a connection ends: the accept loop may take the next one."""
         # Serialised once, here: the hot path only looks up and writes.
         self._responses: list[bytes | StreamedAnswer | None] = [
             self._serialize(i) for i in index.interactions
@@ -407,31 +564,63 @@ class ReplayServer:
     async def start(self) -> tuple[str, int]:
         """Bind and start accepting; return the address actually bound."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Connection(self), self.host, self.port, backlog=1024, reuse_address=True
+        infos = await loop.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
-        sock = self._server.sockets[0]
-        self.host, self.port = sock.getsockname()[:2]
+        listener = socket.create_server(
+            infos[0][4][:2], family=infos[0][0], backlog=1024, reuse_port=False
+        )
+        listener.setblocking(False)
+        self._listener = listener
+        self.host, self.port = listener.getsockname()[:2]
+        self._accepting = loop.create_task(self._accept(listener))
         return self.host, self.port
+
+    async def _accept(self, listener: socket.socket) -> None:
+        """Take connections while fewer than ``max_connections`` are open; the rest wait in
+        the listen backlog (the kernel's queue), so the ones being served go on undisturbed."""
+        loop = asyncio.get_running_loop()
+        cap = self.limits.max_connections
+        while True:
+            while len(self._connections) >= cap:
+                self._room.clear()
+                # A WebSocket session ends outside connection_lost: look again now and then.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), 0.5)
+            try:
+                conn, _ = await loop.sock_accept(listener)
+            except OSError as exc:  # out of file descriptors, a reset before accept
+                logger.warning("accepting a connection failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            conn.setblocking(False)
+            try:
+                await loop.connect_accepted_socket(lambda: _Connection(self), conn)
+            except OSError:
+                conn.close()
+
+    def _stop_accepting(self) -> None:
+        if self._accepting is not None:
+            self._accepting.cancel()
+            self._accepting = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        for connection in list(self._connections):
+            if connection._transport is not None:
+                connection._transport.close()
 
     def close_now(self) -> None:
         """Stop accepting and close open connections without waiting (from synchronous code)."""
-        if self._server is not None:
-            self._server.close()
-            for connection in list(self._connections):
-                if connection._transport is not None:
-                    connection._transport.close()
-            self._server = None
+        self._stop_accepting()
 
     async def close(self) -> None:
         """Stop accepting, close open connections."""
-        if self._server is not None:
-            self._server.close()
-            for connection in list(self._connections):
-                if connection._transport is not None:
-                    connection._transport.close()
-            await self._server.wait_closed()
-            self._server = None
+        accepting = self._accepting
+        self._stop_accepting()
+        if accepting is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await accepting
 
 
 ROUTE_HEADER = "X-Baton-Interaction"

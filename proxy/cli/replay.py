@@ -15,6 +15,7 @@ from baton.proxy.cli.faults import FaultFlags, fault_options, fault_summary, ser
 from baton.proxy.cli.fidelity import FidelityFlags, fidelity_options, finish_replay
 from baton.proxy.cli.grpc import GrpcFlags, cassette_holds_grpc, grpc_options
 from baton.proxy.cli.grpc_run import replay_grpc
+from baton.proxy.cli.limits import limit_options, mitmproxy_limit_options
 from baton.proxy.cli.observability import (
     ObservabilityFlags,
     observability_options,
@@ -32,6 +33,7 @@ from baton.proxy.cli.options import (
 from baton.proxy.cli.sources import CASSETTE_LOCATION, local_cassettes
 from baton.replay.faults import FaultPlan
 from baton.replay.index import ExhaustedPolicy
+from baton.replay.limits import ServerLimits
 from baton.replay.options import ReplayOptions, recorded_origins
 from baton.replay.record_mode import RecordMode
 
@@ -87,6 +89,7 @@ __all__ = ["replay"]
     help="Wait the recorded duration (times SCALE, default 1) before answering.",
 )
 @fault_options
+@limit_options
 @redaction_options
 @click.option("--fail-on-miss", is_flag=True, help="Exit 1 at the end if any request missed.")
 @fidelity_options
@@ -109,6 +112,7 @@ def replay(
     miss_status: int,
     replay_latency: float | None,
     faults: FaultFlags,
+    limits: ServerLimits,
     redaction: RedactionFlags,
     fail_on_miss: bool,
     fidelity: FidelityFlags,
@@ -180,6 +184,7 @@ def replay(
             fail_on_miss,
             quiet,
             fault_plan,
+            limits,
         )
     else:
         _replay_mitmproxy(
@@ -194,6 +199,7 @@ def replay(
             quiet,
             live_checks(spec),
             faults,
+            limits if mode is RecordMode.NONE else None,
         )
 
 
@@ -206,6 +212,7 @@ def _replay_fast(
     fail_on_miss: bool,
     quiet: bool,
     fault_plan: FaultPlan | None = None,
+    limits: ServerLimits | None = None,
 ) -> None:
     import signal
 
@@ -231,6 +238,7 @@ def _replay_fast(
         miss_status=options.miss_status,
         latency_scale=replay_latency,
         faults=fault_plan,
+        limits=limits,
     )
 
     status = ReplayStatus(lambda: index, quiet=quiet)
@@ -285,6 +293,7 @@ def _replay_mitmproxy(
     quiet: bool,
     checks: list[object],
     faults: FaultFlags | None = None,
+    limits: ServerLimits | None = None,
 ) -> None:
     from baton.proxy.replayer import Replayer
     from baton.proxy.running import ProxySettings, ProxyStartupError, run_proxy
@@ -303,6 +312,9 @@ def _replay_mitmproxy(
             **options.addon_options(cassettes, address=not reverse),
             "baton_replay_latency": None if replay_latency is None else str(replay_latency),
             **(faults.addon_options() if faults is not None else {}),
+            # Replaying only: mitmproxy refuses larger request bodies with 413 (recording
+            # modes leave it unset, as `baton record` does: it would cut recorded answers).
+            **(mitmproxy_limit_options(limits) if limits is not None else {}),
         },
     )
     replayer = Replayer()
