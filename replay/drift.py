@@ -34,6 +34,7 @@ from baton.replay.comparison import (
     locations_that_differ,
 )
 from baton.replay.index import Hit, Index
+from baton.replay.limits import AnswerLimits
 from baton.replay.matching import MatchConfig
 from baton.replay.resend import Outgoing, Resender, ResendError, TLSConfigError, tls_context
 from baton.replay.sharding import Shard, ShardInfo
@@ -279,6 +280,7 @@ async def diff_against_target(
     ca_cert: str | os.PathLike[str] | None = None,
     insecure: bool = False,
     shard: Shard | None = None,
+    answers: AnswerLimits | None = None,
 ) -> DriftReport:
     """Re-send each recorded request to ``target`` and compare the answers.
 
@@ -287,7 +289,8 @@ async def diff_against_target(
     differ becomes noise for its endpoint. HTTPS certificates of both are
     checked against the system store, or ``ca_cert``, unless ``insecure``.
     With ``shard``, only the interactions that shard holds are looked at;
-    they keep their numbers in the whole recording.
+    they keep their numbers in the whole recording. ``answers`` bounds what a
+    target may send back; an answer past a limit is that interaction's error.
     """
     try:
         tls = tls_context(ca_cert, insecure=insecure)
@@ -308,9 +311,9 @@ async def diff_against_target(
     )
     semaphore = asyncio.Semaphore(concurrency)
     results: dict[int, Outcome] = {}
-    to_target = Resender(target, connections=concurrency, timeout=timeout, tls=tls)
+    to_target = Resender(target, connections=concurrency, timeout=timeout, tls=tls, answers=answers)
     to_reference = (
-        Resender(reference, connections=concurrency, timeout=timeout, tls=tls)
+        Resender(reference, connections=concurrency, timeout=timeout, tls=tls, answers=answers)
         if reference and reference != target
         else to_target
     )

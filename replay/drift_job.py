@@ -22,6 +22,7 @@ from baton.cassettes.model import Interaction
 from baton.cassettes.reader import CassetteReader
 from baton.replay.comparison import DriftClass, NoiseRules
 from baton.replay.drift import DriftReport, diff_against_target, diff_cassettes
+from baton.replay.limits import AnswerLimits
 from baton.replay.sharding import Shard, ShardInfo, cassette_fingerprint
 
 __all__ = ["DiffJob", "run_shard_json"]
@@ -53,6 +54,8 @@ class DiffJob:
     fail_on: str = DriftClass.BREAKING.value
     ca_cert: str | None = None
     insecure: bool = False
+    answers: AnswerLimits = field(default_factory=AnswerLimits)
+    """What a target may send back (``--max-answer-size``, ``--follow-redirects``...)."""
 
     def shard(self, index: int, count: int) -> Shard:
         """Shard ``index`` of ``count``, keyed as this job's noise learning needs."""
@@ -118,6 +121,7 @@ class DiffJob:
                         ca_cert=self.ca_cert,
                         insecure=self.insecure,
                         shard=shard,
+                        answers=self.answers,
                     )
                 )
         if shard is not None:

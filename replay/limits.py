@@ -10,6 +10,8 @@ the table next to nginx's and uvicorn's.
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 __all__ = [
@@ -19,7 +21,9 @@ __all__ = [
     "HEADERS_TOO_LARGE",
     "SMALL_SERVER_LIMITS",
     "URI_TOO_LONG",
+    "AnswerLimits",
     "ServerLimits",
+    "decoded_size_over",
     "parse_size",
 ]
 
@@ -99,3 +103,107 @@ def parse_size(text: str) -> int:
     if value < 0 or value != value:
         raise ValueError(f"{text!r} is not a size (write 512, 64k, 100m or 1g)")
     return int(value * factor)
+
+
+# -- answers from targets (baton diff): sizes, redirects, decompression bombs ---------------
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerLimits:
+    """What ``baton diff`` accepts from a target (it pickles: ``--dask`` ships it to workers)."""
+
+    max_body_bytes: int = 100 * 1024 * 1024
+    """Bytes of one answer body on the wire (``--max-answer-size``); more is an error."""
+    max_decoded_bytes: int = 256 * 1024 * 1024
+    """Bytes an answer body may decode to (``--max-decoded-size``); a bomb is an error."""
+    follow_redirects: bool = False
+    """Follow redirects (``--follow-redirects``), and then only on the target's origin."""
+
+
+_PIECE = 64 * 1024
+
+
+def _decoded_pieces(coding: str, data: bytes) -> Iterator[bytes]:
+    """The decoded bytes of one content coding, a bounded piece at a time (never all at once)."""
+    if coding in ("gzip", "x-gzip", "deflate"):
+        wbits = 16 + zlib.MAX_WBITS if coding != "deflate" else zlib.MAX_WBITS
+        if coding == "deflate" and data[:1] and (data[0] & 0x0F) != 8:
+            wbits = -zlib.MAX_WBITS  # raw deflate, as some servers send it
+        # Input is fed a slice at a time and output taken a piece at a time: neither the
+        # remaining input nor the output is ever copied whole (a bomb may be many members).
+        decompressor = zlib.decompressobj(wbits=wbits)
+        position, pending = 0, b""
+        while True:
+            if not pending:
+                if position >= len(data):
+                    return
+                pending = data[position : position + _PIECE]
+                position += _PIECE
+            piece = decompressor.decompress(pending, _PIECE)
+            pending = decompressor.unconsumed_tail
+            if piece:
+                yield piece
+            if decompressor.eof:  # one gzip member ended; another may follow
+                pending = decompressor.unused_data  # (the tail holds the same bytes then)
+                if not pending and position >= len(data):
+                    return
+                decompressor = zlib.decompressobj(wbits=wbits)
+    elif coding == "br":
+        import brotli
+
+        decoder = brotli.Decompressor()
+        try:  # brotli 1.2: the output of one call is bounded
+            yield decoder.process(b"", output_buffer_limit=_PIECE)
+            bounded = True
+        except TypeError:
+            bounded = False
+        if bounded:
+            for start in range(0, len(data), _PIECE):
+                piece = decoder.process(data[start : start + _PIECE], output_buffer_limit=_PIECE)
+                yield piece
+                while piece and not decoder.is_finished():  # drain what this slice holds
+                    piece = decoder.process(b"", output_buffer_limit=_PIECE)
+                    yield piece
+        else:  # older brotli: small inputs keep each output small
+            for start in range(0, len(data), 64):
+                yield decoder.process(data[start : start + 64])
+    elif coding == "zstd":
+        import io
+
+        import zstandard
+
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            io.BytesIO(data), read_across_frames=True
+        )
+        while piece := reader.read(_PIECE):
+            yield piece
+
+
+def decoded_size_over(body: bytes, content_encoding: str | None, limit: int) -> bool:
+    """True when undoing ``content_encoding`` would give more than ``limit`` bytes.
+
+    Decodes piece by piece and keeps nothing (memory stays near 64 KB whatever
+    the ratio), so a bomb is refused before anything decodes it whole. A body
+    that does not decode, or names a coding baton does not know, is not over:
+    the comparison reports it as recorded.
+    """
+    codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
+    codings = [c for c in codings if c != "identity"]
+    data = body
+    try:
+        for depth, coding in enumerate(reversed(codings)):
+            size = 0
+            kept = bytearray()
+            last = depth == len(codings) - 1
+            for piece in _decoded_pieces(coding, data):
+                size += len(piece)
+                if size > limit:
+                    return True
+                if not last:
+                    kept += piece  # an inner coding needs its input; bounded by the limit
+            if coding not in ("gzip", "x-gzip", "deflate", "br", "zstd"):
+                return False
+            data = bytes(kept)
+    except Exception:  # zlib.error, brotli.error, zstandard.ZstdError: not decodable, not a bomb
+        return False
+    return False

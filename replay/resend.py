@@ -17,6 +17,14 @@ HTTPS targets are verified like any client would (``tls_context``): the
 system store, which honours ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``; a CA
 bundle of the user's own (``--ca-cert``) instead; or, when asked for
 (``--insecure``), no check at all.
+
+Targets are not trusted (docs/security.md): an answer larger than
+``max_body_bytes`` on the wire, or decoding to more than ``max_decoded_bytes``
+(a decompression bomb, checked piece by piece without keeping the output), is
+a ``ResendError`` for that request; so is garbage, and a body that never ends
+outlives ``timeout``. Redirects are answers like any other unless
+``follow_redirects``, and then only to the same origin: nothing but the
+target is ever contacted, whatever a cassette or a target names.
 """
 
 from __future__ import annotations
@@ -26,11 +34,12 @@ import hashlib
 import os
 import ssl
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httptools
 
-from baton.cassettes.model import Headers, Response, StoredBody
+from baton.cassettes.model import Headers, Response, StoredBody, header_values
+from baton.replay.limits import AnswerLimits, decoded_size_over
 
 __all__ = ["Outgoing", "ResendError", "Resender", "TLSConfigError", "tls_context"]
 
@@ -84,10 +93,18 @@ class Outgoing:
         return next((v for n, v in self.headers if n.lower() == wanted), None)
 
 
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
+
+
+class _TooLarge(Exception):
+    """Raised in a parser callback: the answer's body passed the limit."""
+
+
 class _Reply:
     """httptools callbacks collecting one response."""
 
-    def __init__(self, head_only: bool, digest_only: bool = False) -> None:
+    def __init__(self, head_only: bool, digest_only: bool, limit: int) -> None:
         self.reason = b""
         self.headers: list[tuple[str, str]] = []
         self.chunks: list[bytes] = []
@@ -96,6 +113,8 @@ class _Reply:
         self.done = False
         self.headers_complete = False
         self._head_only = head_only
+        self._limit = limit
+        self._received = 0
 
     def on_status(self, status: bytes) -> None:
         self.reason += status
@@ -111,6 +130,9 @@ class _Reply:
             self.done = True
 
     def on_body(self, body: bytes) -> None:
+        self._received += len(body)
+        if self._received > self._limit and self.digest is None:
+            raise _TooLarge  # a digest keeps nothing: only --timeout bounds it
         if self.digest is not None:
             self.digest.update(body)
             self.size += len(body)
@@ -134,6 +156,7 @@ class Resender:
     """Send requests to ``origin`` with at most ``connections`` open at once.
 
     ``tls`` checks an HTTPS origin's certificate; by default the system store's.
+    ``answers`` bounds what is read back (sizes, decoding, redirects).
     """
 
     def __init__(
@@ -143,6 +166,7 @@ class Resender:
         connections: int = 32,
         timeout: float = 10.0,
         tls: ssl.SSLContext | None = None,
+        answers: AnswerLimits | None = None,
     ) -> None:
         parts = urlsplit(origin)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -152,6 +176,12 @@ class Resender:
         self.host_header = parts.netloc.rpartition("@")[2]
         self.base_path = parts.path.rstrip("/")
         self.timeout = timeout
+        answers = answers if answers is not None else AnswerLimits()
+        self.max_body_bytes = answers.max_body_bytes
+        self.max_decoded_bytes = answers.max_decoded_bytes
+        self.follow_redirects = answers.follow_redirects
+        self._origin = (parts.scheme, self.host, self.port)
+        self._base_url = f"{parts.scheme}://{parts.netloc}"
         self._ssl: ssl.SSLContext | None = None
         if parts.scheme == "https":
             self._ssl = tls if tls is not None else tls_context()
@@ -180,7 +210,7 @@ class Resender:
     ) -> tuple[Response, bool]:
         connection.writer.write(data)
         await connection.writer.drain()
-        reply = _Reply(head_only, digest_only)
+        reply = _Reply(head_only, digest_only, self.max_body_bytes)
         parser = httptools.HttpResponseParser(reply)
         while not reply.done:
             chunk = await connection.reader.read(1 << 16)
@@ -198,6 +228,10 @@ class Resender:
             except httptools.HttpParserUpgrade:
                 break
             except httptools.HttpParserError as exc:
+                if isinstance(exc.__context__, _TooLarge):
+                    raise ResendError(
+                        f"answer body larger than {self.max_body_bytes} bytes; not read further"
+                    ) from None
                 raise ResendError(f"malformed answer: {exc}") from exc
         response = Response(
             status=parser.get_status_code(),
@@ -215,7 +249,43 @@ class Resender:
         """Send ``request`` and return the answer; ``ResendError`` or ``TimeoutError`` if none.
 
         ``digest_only``: keep only the body's size and SHA-256 (``Response.stored``).
+        With ``follow_redirects``, a redirect to the same origin is followed (at
+        most five); one anywhere else is a ``ResendError``, never a request.
         """
+        response = await self._send_once(request, digest_only)
+        hops = 0
+        while self.follow_redirects and response.status in REDIRECT_STATUSES:
+            location = header_values(response.headers, "location")
+            if not location:
+                break
+            hops += 1
+            if hops > _MAX_REDIRECTS:
+                raise ResendError(f"more than {_MAX_REDIRECTS} redirects")
+            request = self._redirected(request, response.status, location[0])
+            response = await self._send_once(request, digest_only)
+        return response
+
+    def _redirected(self, request: Outgoing, status: int, location: str) -> Outgoing:
+        """The request a redirect asks for, if it stays on the target; else ``ResendError``."""
+        url = urlsplit(urljoin(self._base_url + self.base_path + request.target, location))
+        port = url.port or (443 if url.scheme == "https" else 80)
+        if (url.scheme, url.hostname, port) != self._origin:
+            raise ResendError(
+                f"redirected to {url.scheme}://{url.netloc}, not the target; not followed "
+                "(baton sends requests to the target only)"
+            )
+        target = url.path or "/"
+        if self.base_path:
+            if not target.startswith(self.base_path + "/") and target != self.base_path:
+                raise ResendError(f"redirected to {url.path}, outside the target's path")
+            target = target[len(self.base_path) :] or "/"
+        if url.query:
+            target += "?" + url.query
+        if status == 303 or (status in (301, 302) and request.method.upper() == "POST"):
+            return Outgoing("GET", target, request.headers)  # as browsers and curl -L do
+        return Outgoing(request.method, target, request.headers, request.body)
+
+    async def _send_once(self, request: Outgoing, digest_only: bool) -> Response:
         data = self._encode(request)
         head_only = request.method.upper() == "HEAD"
         async with self._slots:
@@ -228,6 +298,11 @@ class Resender:
                     response, keep = await asyncio.wait_for(
                         self._exchange(connection, data, head_only, digest_only), self.timeout
                     )
+                except TimeoutError:
+                    # (an OSError too, but never retried: an endless body would take twice)
+                    if connection is not None:
+                        connection.close()
+                    raise
                 except (OSError, ResendError, asyncio.IncompleteReadError) as exc:
                     if connection is not None:
                         connection.close()
@@ -245,6 +320,15 @@ class Resender:
                     self._idle.append(connection)
                 else:
                     connection.close()
+                if response.body and decoded_size_over(
+                    response.body,
+                    ", ".join(header_values(response.headers, "content-encoding")) or None,
+                    self.max_decoded_bytes,
+                ):
+                    raise ResendError(
+                        f"answer body decodes to more than {self.max_decoded_bytes} bytes "
+                        "(a decompression bomb?); not decoded"
+                    )
                 return response
         raise ResendError("no answer")  # not reached: the loop returns or raises
 

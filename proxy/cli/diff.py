@@ -15,9 +15,11 @@ from baton.proxy.cli.errors import InputError, user_errors
 from baton.proxy.cli.fidelity import graphql_schema_option
 from baton.proxy.cli.grpc import GrpcFlags, grpc_diff_wanted, grpc_options
 from baton.proxy.cli.grpc_run import diff_grpc, proto_diff, proto_diff_of_flags
+from baton.proxy.cli.limits import answer_limit_options
 from baton.proxy.cli.options import configure_logging
 from baton.proxy.cli.sources import CASSETTE_LOCATION
 from baton.replay.comparison import DriftClass
+from baton.replay.limits import AnswerLimits
 
 __all__ = ["diff"]
 
@@ -83,6 +85,7 @@ __all__ = ["diff"]
     is_flag=True,
     help="Do not verify HTTPS certificates of the target and reference; the report says so.",
 )
+@answer_limit_options
 @click.option(
     "--noise",
     "noise_file",
@@ -149,6 +152,7 @@ def diff(
     reference: str | None,
     ca_cert: Path | None,
     insecure: bool,
+    answers: AnswerLimits,
     noise_file: Path | None,
     save_noise: Path | None,
     fail_on: str,
@@ -257,6 +261,7 @@ def diff(
             fail_on=fail_on,
             ca_cert=None if ca_cert is None else str(ca_cert),
             insecure=insecure,
+            answers=answers,
         )
         rules = job.rules()
         with user_errors():

@@ -14,9 +14,9 @@ from typing import Any
 
 import click
 
-from baton.replay.limits import ServerLimits, parse_size
+from baton.replay.limits import AnswerLimits, ServerLimits, parse_size
 
-__all__ = ["SIZE", "limit_options", "mitmproxy_limit_options"]
+__all__ = ["SIZE", "answer_limit_options", "limit_options", "mitmproxy_limit_options"]
 
 
 class _Size(click.ParamType):
@@ -75,3 +75,44 @@ def limit_options(command: Callable[..., None]) -> Callable[..., None]:
 def mitmproxy_limit_options(limits: ServerLimits) -> dict[str, Any]:
     """What mitmproxy has an option for: the body size (its ``body_size_limit``, 413)."""
     return {"body_size_limit": str(limits.max_body_bytes)}
+
+
+def answer_limit_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--max-answer-size``, ``--max-decoded-size`` and ``--follow-redirects``, handed over as
+    ``answers: AnswerLimits`` (what a target of ``baton diff`` may send back)."""
+
+    @functools.wraps(command)
+    def with_limits(*args: Any, **kwargs: Any) -> None:
+        chosen = {
+            "max_body_bytes": kwargs.pop("max_answer_size"),
+            "max_decoded_bytes": kwargs.pop("max_decoded_size"),
+        }
+        answers = AnswerLimits(
+            **{field: value for field, value in chosen.items() if value is not None},
+            follow_redirects=kwargs.pop("follow_redirects"),
+        )
+        command(*args, answers=answers, **kwargs)
+
+    decorated: Callable[..., None] = with_limits
+    decorated = click.option(
+        "--follow-redirects",
+        is_flag=True,
+        help="Follow redirects that stay on the target (never to another host); "
+        "by default a redirect is the answer compared.",
+    )(decorated)
+    decorated = click.option(
+        "--max-decoded-size",
+        type=SIZE,
+        default=None,
+        metavar="SIZE",
+        help="An answer decoding (gzip, br, zstd) to more is that request's error, "
+        "not a decompression bomb in memory. [default: 256m]",
+    )(decorated)
+    decorated = click.option(
+        "--max-answer-size",
+        type=SIZE,
+        default=None,
+        metavar="SIZE",
+        help="An answer body larger than this is that request's error. [default: 100m]",
+    )(decorated)
+    return decorated
