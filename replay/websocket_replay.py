@@ -266,6 +266,7 @@ class WebSocketReplay(asyncio.Protocol):
         *,
         latency_scale: float | None = None,
         on_lost: Callable[[], None] | None = None,
+        max_message: int | None = None,
     ) -> None:
         assert interaction.websocket is not None and interaction.response is not None
         self._conversation = interaction.websocket
@@ -282,6 +283,9 @@ class WebSocketReplay(asyncio.Protocol):
         """The index in ``_turns`` of the client message expected next."""
         self._matcher = _Matcher(index.config)
         self._parts: list[bytes] = []
+        self._held = 0
+        self._max_message = max_message
+        """Bytes of one client message held to match it (the server's --max-body-size); 1009."""
         self._started = False
         self._early: list[bytes] = []
         self._done = False
@@ -329,9 +333,19 @@ class WebSocketReplay(asyncio.Protocol):
                     self._parts.append(event.data.encode("utf-8", "surrogatepass"))
                 else:
                     self._parts.append(bytes(event.data))
+                self._held += len(self._parts[-1])
+                if self._max_message is not None and self._held > self._max_message:
+                    self._parts.clear()
+                    self._done = True
+                    self._outbox.clear()
+                    if self._sender is not None:
+                        self._sender.cancel()
+                    self._close(1009, "message too big")
+                    return
                 if event.message_finished:
                     payload = b"".join(self._parts)
                     self._parts.clear()
+                    self._held = 0
                     self._client_message(isinstance(event, TextMessage), payload)
             elif isinstance(event, Ping):
                 self._write(self._ws.send(event.response()))
@@ -508,6 +522,7 @@ def accept_websocket(
         transport,
         latency_scale=server.latency_scale,
         on_lost=lambda: server._connections.discard(connection),
+        max_message=server.limits.max_body_bytes,
     )
     transport.set_protocol(session)
     delay = (interaction.duration_ms or 0.0) / 1000.0 * (server.latency_scale or 0.0)

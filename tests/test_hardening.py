@@ -379,3 +379,58 @@ def test_the_metrics_port_cuts_off_a_trickling_client(metrics_port: int) -> None
                 closed = True
                 break
         assert closed
+
+
+def test_a_websocket_message_over_the_body_limit_is_closed_with_1009(tmp_path: Path) -> None:
+    import websockets.sync.client
+
+    from baton.cassettes.model import WebSocketConversation, WebSocketMessage
+
+    cassette = tmp_path / "chat.cassette"
+    writer = CassetteWriter(cassette, redactor=None)
+    handshake = (
+        ("Host", "api.test"),
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    )
+    writer.append(
+        Interaction(
+            id="ws",
+            request=Request("GET", "http", "api.test", 80, "/chat", headers=handshake),
+            response=Response(
+                101,
+                "Switching Protocols",
+                headers=(
+                    ("Connection", "Upgrade"),
+                    ("Upgrade", "websocket"),
+                    ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+                ),
+                body=b"",
+            ),
+            recorded_at=1.0,
+            websocket=WebSocketConversation(
+                messages=(
+                    WebSocketMessage(True, True, b"hello", 0.0),
+                    WebSocketMessage(False, True, b"hi", 1.0),
+                ),
+                close_code=1000,
+                closed_by_client=True,
+            ),
+        )
+    )
+    writer.close()
+    serving = _ServerThread(cassette, ServerLimits(max_body_bytes=1024))
+    try:
+        url = f"ws://127.0.0.1:{serving.port}/chat"
+        with websockets.sync.client.connect(url, open_timeout=10) as chat:
+            chat.send("hello")
+            assert chat.recv(timeout=10) == "hi"  # within the limit: the conversation plays
+        with websockets.sync.client.connect(url, open_timeout=10, max_size=None) as chat:
+            chat.send("x" * 5000)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                chat.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    finally:
+        serving.stop()
