@@ -18,6 +18,7 @@ BENCHMARKS = [
     "grpc_replay.py",
     "fidelity_overhead.py",
     "load_generator.py",
+    "slowloris.py",
 ]
 
 
