@@ -434,3 +434,18 @@ def test_a_websocket_message_over_the_body_limit_is_closed_with_1009(tmp_path: P
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
     finally:
         serving.stop()
+
+
+def test_the_mitmproxy_path_refuses_a_body_over_max_body_size(cassette: Path) -> None:
+    # --set takes the mitmproxy path; its body_size_limit is --max-body-size when only replaying.
+    process = start_baton(
+        ["replay", str(cassette), "--listen-port", "0", "--match-on", "method,path",
+         "--max-body-size", "1k", "--set", "connection_strategy=lazy"]
+    )  # fmt: skip
+    try:
+        assert "mitmproxy path" in process.output
+        with httpx.Client(base_url=f"http://127.0.0.1:{process.port}", timeout=10) as client:
+            assert client.post("/upload", content=b"u" * 512).status_code == 200
+            assert client.post("/upload", content=b"u" * 4096).status_code == 413
+    finally:
+        process.stop()
