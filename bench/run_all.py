@@ -19,6 +19,7 @@ BENCHMARKS = [
     "fidelity_overhead.py",
     "load_generator.py",
     "slowloris.py",
+    "reliability.py",
 ]
 
 
