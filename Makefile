@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Test files run on this many workers (pytest-xdist); PYTEST_WORKERS=0 runs them in one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: test demo bench lint install clean docs
 
@@ -23,7 +25,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(PY) -c "import mitmproxy.version, sys; print('python', sys.version.split()[0], '/ mitmproxy', mitmproxy.version.VERSION)"
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(PY) demo/run.py
