@@ -4,7 +4,8 @@ Samples from every worker (replay/load.py) become ``HdrHistogram``s here,
 microseconds from 1 µs to an hour at three significant digits, so p99.9 of
 a million samples is exact to 0.1 % and costs kilobytes. The JSON form is
 the one ``--save-baseline`` writes and ``--baseline`` reads
-(docs/load-report.schema.json); text, JSON and HTML come from one value.
+(docs/load-report.schema.json); text, JSON, JUnit, Markdown and HTML come
+from one value, as the drift report's formats do.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+from xml.etree import ElementTree
 
 from hdrh.histogram import HdrHistogram
 
@@ -118,6 +120,7 @@ class LoadReport:
     skipped: dict[str, int] = field(default_factory=dict)
     baseline: dict[str, Any] | None = None
     failures: list[str] = field(default_factory=list)
+    gates: Gates = field(default_factory=lambda: Gates())
 
     @property
     def throughput(self) -> float:
@@ -134,6 +137,7 @@ class LoadReport:
     def apply_gates(self, gates: Gates, baseline: dict[str, Any] | None) -> None:
         """Compare with ``baseline`` (a JSON report) and fail what crosses a gate."""
         self.failures = []
+        self.gates = gates
         if baseline is not None:
             base_p99 = float(baseline["latency_ms"]["p99"])
             change = (self.latency.p99 - base_p99) / base_p99 if base_p99 > 0 else 0.0
@@ -381,10 +385,105 @@ def render_html(report: LoadReport) -> str:
     return render_load_html(data)
 
 
+def render_junit(report: LoadReport) -> str:
+    """JUnit XML for CI: one testcase per endpoint (failed when it had errors) and one per gate.
+
+    A gate that was not asked for is no testcase, so a run without gates
+    fails in JUnit only where requests failed, as its exit code says nothing.
+    """
+    suite = ElementTree.Element("testsuite", name=f"baton load {report.target}")
+    properties = ElementTree.SubElement(suite, "properties")
+    for name, value in (
+        ("target", report.target),
+        ("requests", str(report.requests)),
+        ("throughput", f"{report.throughput:.2f}"),
+        ("p99_ms", f"{report.latency.p99:g}"),
+    ):
+        ElementTree.SubElement(properties, "property", name=name, value=value)
+    tests = failures = 0
+    for endpoint in report.endpoints:
+        tests += 1
+        case = ElementTree.SubElement(
+            suite, "testcase", classname="baton.load", name=endpoint.endpoint
+        )
+        case.set("time", f"{endpoint.latency.p50 / 1000:.6f}")
+        if endpoint.errors:
+            failures += 1
+            failure = ElementTree.SubElement(
+                case,
+                "failure",
+                message=f"{endpoint.errors} of {endpoint.requests} failed",
+                type="errors",
+            )
+            failure.text = "\n".join(
+                f"{kind}: {n}" for kind, n in sorted(endpoint.errors_by_kind.items())
+            )
+    asked = [
+        ("max-p99-regression", report.gates.max_p99_regression is not None, "p99 "),
+        ("max-error-rate", report.gates.max_error_rate is not None, "error rate "),
+    ]
+    for gate, given, starts in asked:
+        if not given:
+            continue
+        tests += 1
+        case = ElementTree.SubElement(suite, "testcase", classname="baton.load.gate", name=gate)
+        for failed in (f for f in report.failures if f.startswith(starts)):
+            failures += 1
+            ElementTree.SubElement(case, "failure", message=failed, type="gate")
+    suite.set("tests", str(tests))
+    suite.set("failures", str(failures))
+    suite.set("errors", "0")
+    suites = ElementTree.Element("testsuites")
+    suites.append(suite)
+    return ElementTree.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _cell(text: str) -> str:
+    """A Markdown table cell: recorded paths may hold pipes and backticks."""
+    return text.replace("|", "\\|").replace("`", "'")
+
+
+def render_markdown(report: LoadReport) -> str:
+    """A pull-request comment: the verdict, the overall figures, then a row per endpoint."""
+    latency = report.latency
+    icon = "❌" if report.failures else "✅"
+    lines = [
+        f"### {icon} baton load: `{_cell(report.target)}`",
+        "",
+        f"**{report.verdict()}**",
+        "",
+        "| requests | errors | throughput/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| {report.requests} | {report.errors} | {report.throughput:.1f} | {latency.p50:g} "
+        f"| {latency.p90:g} | {latency.p99:g} | {latency.p999:g} | {latency.max:g} |",
+        "",
+    ]
+    if report.baseline is not None:
+        lines += [
+            f"Baseline p99 {report.baseline['p99_ms']:g} ms: {report.baseline['p99_change']:+.1%}",
+            "",
+        ]
+    if report.endpoints:
+        lines += [
+            "| endpoint | requests | errors | p50 ms | p99 ms | max ms |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| `{_cell(e.endpoint)}` | {e.requests} | {e.errors} | {e.latency.p50:g} "
+            f"| {e.latency.p99:g} | {e.latency.max:g} |"
+            for e in report.endpoints
+        ]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
 def render_load(report: LoadReport, fmt: str) -> str:
-    """The report as ``text``, ``json`` or ``html``."""
+    """The report as ``text``, ``json``, ``junit``, ``markdown`` or ``html``."""
     if fmt == "json":
         return json.dumps(report.as_json(), indent=2) + "\n"
     if fmt == "html":
         return render_html(report)
+    if fmt == "junit":
+        return render_junit(report)
+    if fmt == "markdown":
+        return render_markdown(report)
     return render_text(report)

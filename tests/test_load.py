@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+from junitparser import JUnitXml
 
 from baton.cassettes import CassetteReader, CassetteWriter
 from baton.cassettes.model import Interaction, Request, Response
@@ -164,6 +165,36 @@ def test_a_slower_build_fails_the_p99_gate_with_exit_1(
     assert second.returncode == 1, second.stdout + second.stderr
     assert "FAIL: p99" in second.stdout and "against the baseline's" in second.stdout
     assert "(gate: at most +20.0%)" in second.stdout
+    # The same gate for CI in JUnit (a testcase per endpoint and per gate) and Markdown.
+    junit, markdown = tmp_path / "load.xml", tmp_path / "load.md"
+    for fmt, path in (("junit", junit), ("markdown", markdown)):
+        again = _load(
+            cassette,
+            service + "/slow",
+            "--rate",
+            "200/s",
+            "--duration",
+            "1s",
+            "--baseline",
+            str(baseline),
+            "--max-p99-regression",
+            "20%",
+            "--format",
+            fmt,
+            "-o",
+            str(path),
+        )
+        assert again.returncode == 1, again.stderr
+    suite = next(iter(JUnitXml.fromfile(str(junit))))
+    cases = {(case.classname, case.name): case for case in suite}
+    assert set(cases) == {("baton.load", "GET /items"), ("baton.load.gate", "max-p99-regression")}
+    assert cases["baton.load", "GET /items"].is_passed
+    (failure,) = cases["baton.load.gate", "max-p99-regression"].result
+    assert failure.message.startswith("p99 ") and "(gate: at most +20.0%)" in failure.message
+    lines = markdown.read_text().splitlines()
+    assert lines[0].startswith("### ❌ baton load: `http://127.0.0.1:")
+    assert lines[2].startswith("**FAIL: p99 ")
+    assert any(line.startswith("| `GET /items` | 200 | 0 |") for line in lines)
 
 
 def test_the_error_rate_gate_counts_errors_by_kind(cassette: Path, tmp_path: Path) -> None:

@@ -125,7 +125,7 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "json", "html"]),
+    type=click.Choice(["text", "json", "junit", "markdown", "html"]),
     default="text",
     show_default=True,
 )
