@@ -6,9 +6,11 @@ Rows so far: the fast replay server's limits as a hostile client meets them
 with its default settings (`baton replay` as a user starts it), and a
 slowloris crowd. Each row names the test that pins the same answer in the
 suite (tests/test_hardening.py, with small limits so it runs in seconds).
-Still to come (see issue 18): SIGKILL of the recorder under load, disk full
-and read-only output, 200 clients x 50 requests through record and replay,
-mutated cassettes through every reader, planted secrets.
+Then a crowd of clients through ``baton record`` and ``baton replay`` (0 lost,
+0 mismatched) and the recorder SIGKILLed under load, each checked by the same
+functions here that tests/test_reliability.py calls in a short form.
+Still to come (see issue 18): disk full and read-only output, mutated
+cassettes through every reader, planted secrets.
 """
 
 from __future__ import annotations
@@ -20,13 +22,18 @@ import resource
 import socket
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from baton.cassettes import CassetteWriter
+from baton.cassettes import CassetteReader, CassetteWriter
 from baton.cassettes.model import Interaction, Request, Response
 from bench.load import VENV_BIN, free_port, save, start_command, table
 
@@ -98,9 +105,144 @@ def _slowloris(port: int, crowd: int) -> str:
     return asyncio.run(run())
 
 
+@dataclass
+class CrowdResult:
+    """What a crowd of clients saw: the ids answered 200, and every answer that was not its own."""
+
+    answered: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def crowd(url: str, clients: int, per_client: int) -> CrowdResult:
+    """``clients`` threads, each sending ``per_client`` POSTs that carry their own id.
+
+    The id is in the query and the body, and the echo service sends both back,
+    so an answer meant for another request (a mix-up in the recorder, or a
+    wrong match in replay) shows as a mismatch rather than passing unnoticed.
+    """
+    result = CrowdResult()
+    lock = threading.Lock()
+    start = threading.Barrier(clients)
+
+    def one_client(number: int) -> None:
+        with httpx.Client(base_url=url, trust_env=False, timeout=120) as client:
+            start.wait()
+            for n in range(per_client):
+                request_id = f"c{number}-r{n}"
+                try:
+                    response = client.post(
+                        f"/echo?id={request_id}", content=f"body of {request_id}"
+                    )
+                    got = response.json() if response.status_code == 200 else None
+                except (httpx.HTTPError, ValueError) as exc:
+                    with lock:
+                        result.errors.append(f"{request_id}: {exc!r}")
+                    continue
+                with lock:
+                    if got is None:
+                        result.errors.append(f"{request_id}: status {response.status_code}")
+                        continue
+                    result.answered.append(request_id)
+                    if (
+                        got.get("query", {}).get("id") != request_id
+                        or got.get("body") != f"body of {request_id}"
+                    ):
+                        result.mismatched.append(request_id)
+
+    threads = [threading.Thread(target=one_client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return result
+
+
+def recorded_ids(cassette: Path) -> Counter[str]:
+    """How many times each request id is in ``cassette`` (read as far as it is whole)."""
+    with CassetteReader(cassette) as reader:
+        return Counter(dict(i.request.query).get("id", "") for i in reader)
+
+
+def lost_and_doubled(answered: list[str], kept: Counter[str]) -> tuple[list[str], list[str]]:
+    """Answered ids missing from the cassette, and ids it holds more than once."""
+    return [i for i in answered if kept[i] == 0], [i for i, n in kept.items() if n > 1]
+
+
+@dataclass
+class KillRound:
+    answered: int
+    kept: int
+    lost: int
+    """answered but not kept: must be 0, the recorder writes before it answers"""
+    unanswered_kept: int
+    """kept but never answered: requests in flight when the kill came"""
+    repair_code: int
+    readable_after_repair: bool
+
+
+def kill_under_load(
+    start_recorder: Callable[[Path], tuple[str, Callable[[], None]]],
+    cassette: Path,
+    repair: Callable[[Path], int],
+    workers: int = 8,
+    before_kill: int = 150,
+) -> KillRound:
+    """Load a recorder from ``workers`` clients, SIGKILL it after ``before_kill`` answers, repair.
+
+    ``start_recorder(cassette)`` returns the recorder's URL and a function that
+    SIGKILLs it; ``repair(cassette)`` runs ``baton repair`` and returns its exit code.
+    """
+    url, kill = start_recorder(cassette)
+    answered: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def load(worker: int) -> None:
+        with httpx.Client(base_url=url, trust_env=False, timeout=10) as client:
+            for n in range(1_000_000):
+                if stop.is_set():
+                    return
+                request_id = f"w{worker}-{n}"
+                try:
+                    response = client.post(f"/echo?id={request_id}", content=b"p" * 3000)
+                except httpx.HTTPError:
+                    return
+                if response.status_code == 200:
+                    with lock:
+                        answered.append(request_id)
+
+    threads = [threading.Thread(target=load, args=(w,)) for w in range(workers)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while len(answered) < before_kill and time.monotonic() < deadline:
+        time.sleep(0.01)
+    kill()
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    kept = recorded_ids(cassette)
+    code = repair(cassette)
+    with CassetteReader(cassette) as reader:
+        after = Counter(dict(i.request.query).get("id", "") for i in reader)
+        whole = reader.torn_at is None
+    return KillRound(
+        answered=len(answered),
+        kept=sum(kept.values()),
+        lost=len(set(answered) - set(kept)),
+        unanswered_kept=len(set(kept) - set(answered)),
+        repair_code=code,
+        readable_after_repair=whole and after == kept,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crowd", type=int, default=10_000)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--per-client", type=int, default=50)
+    parser.add_argument("--kills", type=int, default=20)
     args, _ = parser.parse_known_args()  # make bench passes every benchmark the same flags
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -138,7 +280,75 @@ def main() -> None:
             server.stop()
     print("baton replay (fast path, default limits) against a hostile client")
     print(table(results, ["row", "expected", "got", "s", "test in tests/test_hardening.py"]))
-    print(f"results: {save('reliability', {'rows': results})}")
+    print()
+    load_rows = _record_and_replay_rows(args.clients, args.per_client, args.kills)
+    print("baton record (reverse mode to the tests' echo service) and baton replay under load")
+    print(table(load_rows, ["row", "expected", "got", "s", "test in tests/test_reliability.py"]))
+    print(f"results: {save('reliability', {'rows': results, 'load_rows': load_rows})}")
+
+
+def _record_and_replay_rows(clients: int, per_client: int, kills: int) -> list[list[str]]:
+    """The crowd through record then replay, and the recorder SIGKILLed ``kills`` times."""
+    from tests.processes import run_baton, start_baton, start_upstream
+
+    rows: list[list[str]] = []
+    echo = start_upstream("echo")
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            confdir = ["--set", f"confdir={scratch}/mitmproxy"]
+            record = ["record", "--mode", f"reverse:{echo.url}", "--listen-port", "0", *confdir]
+            cassette = Path(scratch) / "crowd.cassette"
+            started = time.perf_counter()
+            recorder = start_baton([*record, "-o", str(cassette)])
+            recorded = crowd(recorder.url, clients, per_client)
+            recorder.stop()
+            lost, doubled = lost_and_doubled(recorded.answered, recorded_ids(cassette))
+            rows.append([
+                f"{clients} clients x {per_client} requests through baton record",
+                "0 lost, 0 mismatched",
+                f"{len(recorded.answered)} answered, {len(lost)} lost, {len(doubled)} twice, "
+                f"{len(recorded.mismatched)} mismatched, {len(recorded.errors)} errors",
+                f"{time.perf_counter() - started:.1f}",
+                "test_a_crowd_through_record_and_replay_loses_and_mixes_up_nothing",
+            ])  # fmt: skip
+            started = time.perf_counter()
+            replayer = start_baton(["replay", "-q", str(cassette), "--listen-port", "0"])
+            replayed = crowd(replayer.url, clients, per_client)
+            replayer.stop()
+            rows.append([
+                "the same through baton replay",
+                "0 lost, 0 mismatched",
+                f"{len(replayed.answered)} answered, {len(replayed.mismatched)} mismatched, "
+                f"{len(replayed.errors)} errors",
+                f"{time.perf_counter() - started:.1f}",
+                "test_a_crowd_through_record_and_replay_loses_and_mixes_up_nothing",
+            ])  # fmt: skip
+
+            def start_recorder(path: Path) -> tuple[str, Callable[[], None]]:
+                process = start_baton([*record, "-o", str(path)])
+                return process.url, process.kill
+
+            def repair(path: Path) -> int:
+                return run_baton(["repair", str(path)]).returncode
+
+            started = time.perf_counter()
+            rounds = [
+                kill_under_load(start_recorder, Path(scratch) / f"killed-{n}.cassette", repair)
+                for n in range(kills)
+            ]
+            rows.append([
+                f"SIGKILL of baton record under load, {kills} times",
+                "0 answered lost, all readable after repair",
+                f"{sum(r.answered for r in rounds)} answered, {sum(r.kept for r in rounds)} kept, "
+                f"{sum(r.lost for r in rounds)} lost, {sum(r.unanswered_kept for r in rounds)} kept "
+                f"unanswered (in flight), {sum(r.readable_after_repair and r.repair_code == 0 for r in rounds)}"
+                f"/{kills} readable after repair",
+                f"{time.perf_counter() - started:.1f}",
+                "test_sigkill_of_the_recorder_under_load_twice_keeps_every_answer_and_repairs",
+            ])  # fmt: skip
+    finally:
+        echo.stop()
+    return rows
 
 
 if __name__ == "__main__":
