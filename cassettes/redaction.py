@@ -96,6 +96,14 @@ searched for elsewhere: scrubbing "abc" from every body would mangle them."""
 
 _JSON_TYPES = ("json",)
 _FORM_TYPE = "application/x-www-form-urlencoded"
+_MULTIPART_TYPE = "multipart/form-data"
+# One part of a multipart/form-data body: its Content-Disposition line (with
+# the field's name), any other part headers, a blank line, then the value up to
+# the next boundary line.
+_MULTIPART_FIELD = re.compile(
+    rb'(content-disposition:[^\r\n]*?\bname="([^"]*)"[^\r\n]*)\r\n(?:[^\r\n]+\r\n)*\r\n(.*?)(?=\r\n--)',
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def _normalise_field(name: str) -> str:
@@ -453,6 +461,8 @@ class Redactor:
             self._json_fields(body, found)
         elif body.kind == "form" and self.rules.fields:
             self._form_fields(body, found)
+        elif body.kind == "multipart" and self.rules.fields:
+            self._multipart_fields(body, found)
 
     def _json_fields(self, body: _Body, found: _Found) -> None:
         assert body.decoded is not None
@@ -495,6 +505,25 @@ class Redactor:
                 changed = True
         if changed:
             body.working = b"&".join(parts)
+            found.note(body.where)
+
+    def _multipart_fields(self, body: _Body, found: _Found) -> None:
+        """A form sent as multipart/form-data holds ``password`` as a part, not as ``a=b``."""
+        assert body.working is not None
+
+        def replace_value(match: re.Match[bytes]) -> bytes:
+            disposition, name, value = match.group(1), match.group(2), match.group(3)
+            if b"filename=" in disposition.lower() or not value:
+                return match.group(0)
+            if not self.rules.field_is_secret(name.decode("latin-1")):
+                return match.group(0)
+            placeholder = found.add(value.decode("utf-8", "surrogateescape"))
+            head = match.group(0)[: match.start(3) - match.start(0)]
+            return head + placeholder.encode()
+
+        working = _MULTIPART_FIELD.sub(replace_value, body.working)
+        if working != body.working:
+            body.working = working
             found.note(body.where)
 
     def _patterns(
@@ -635,6 +664,8 @@ class _Body:
             kind = "json"
         elif _FORM_TYPE in content_type:
             kind = "form"
+        elif _MULTIPART_TYPE in content_type:
+            kind = "multipart"
         elif decoded and decoded.lstrip()[:1] in (b"{", b"["):
             kind = "json"
         else:

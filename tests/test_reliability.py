@@ -7,11 +7,21 @@ tests' echo service, which sends back each request's id so a mix-up shows.
 
 from __future__ import annotations
 
+import base64
+import gzip
+import json
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
+import pytest
+
+from baton.cassettes import read_cassette
+from baton.cassettes.content_coding import decode_body
 from bench.reliability import crowd, kill_under_load, lost_and_doubled, recorded_ids
-from tests.processes import BatonProcess, Upstream, run_baton
+from tests.processes import BatonProcess, Upstream, run_baton, start_baton
 
 
 def test_a_crowd_through_record_and_replay_loses_and_mixes_up_nothing(
@@ -61,3 +71,160 @@ def test_sigkill_of_the_recorder_under_load_twice_keeps_every_answer_and_repairs
         assert outcome.unanswered_kept <= 8, outcome
         assert outcome.repair_code == 0, outcome
         assert outcome.readable_after_repair, outcome
+
+
+# --- Planted secrets -------------------------------------------------------------------------------
+
+SECRETS = {
+    "authorization header": "sEcReT-authz-4f1a9c",
+    "cookie header": "sEcReT-cookie-77b2e0",
+    "set-cookie header": "sEcReT-setcookie-93d1",
+    "x-api-key header": "sEcReT-apikey-0c5e8b",
+    "query access_token": "sEcReT-query-a61f07",
+    "json body password": "sEcReT-json-5d2c11",
+    "nested json api_key": "sEcReT-nested-e8f4a2",
+    "form body password": "sEcReT-form-3b9d60",
+    "multipart password": "sEcReT-multipart-c47e",
+    "gzip json token": "sEcReT-gzip-19ab5f",
+    "url userinfo": "sEcReT-userinfo-6e0d",
+}
+
+
+class _Reflecting(BaseHTTPRequestHandler):
+    """Answers every request with its headers, path and body, and a session cookie.
+
+    An echo is the hard case for redaction: every secret sent comes back in the
+    answer, where no header or field name marks it as one.
+    """
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        payload = json.dumps(
+            {
+                "path": self.path,
+                "headers": dict(self.headers.items()),
+                "body": body.decode("latin-1"),
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Set-Cookie", f"session={SECRETS['set-cookie header']}; HttpOnly")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _plant(url: str) -> None:
+    """Send each secret in its place, as a real client would."""
+    with httpx.Client(base_url=url, trust_env=False, timeout=30) as client:
+        client.get(
+            "/items",
+            params={"access_token": SECRETS["query access_token"]},
+            headers={
+                "Authorization": f"Bearer {SECRETS['authorization header']}",
+                "Cookie": f"session={SECRETS['cookie header']}",
+                "X-Api-Key": SECRETS["x-api-key header"],
+            },
+        ).raise_for_status()
+        client.post(
+            "/login",
+            json={
+                "user": "ada",
+                "password": SECRETS["json body password"],
+                "keys": {"api_key": SECRETS["nested json api_key"]},
+            },
+        ).raise_for_status()
+        client.post(
+            "/form", data={"user": "ada", "password": SECRETS["form body password"]}
+        ).raise_for_status()
+        client.post(
+            "/upload",
+            data={"password": SECRETS["multipart password"]},
+            files={"file": ("a.txt", b"hello")},
+        ).raise_for_status()
+        client.post(
+            "/gzipped",
+            content=gzip.compress(json.dumps({"token": SECRETS["gzip json token"]}).encode()),
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        ).raise_for_status()
+    host = url.split("://", 1)[1]
+    httpx.get(
+        f"http://ada:{SECRETS['url userinfo']}@{host}/userinfo", trust_env=False
+    ).raise_for_status()
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory, mitm_confdir: Path) -> dict[str, bytes]:
+    """Every artifact a recording of the planted secrets produces, as raw bytes by name."""
+    folder = tmp_path_factory.mktemp("secrets")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Reflecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    upstream = f"http://127.0.0.1:{server.server_address[1]}"
+    cassette = folder / "planted.cassette"
+    recorder = start_baton(
+        [
+            "record",
+            "-o",
+            str(cassette),
+            "--mode",
+            f"reverse:{upstream}",
+            "--listen-port",
+            "0",
+            "--set",
+            f"confdir={mitm_confdir}",
+            "-v",
+        ]
+    )
+    try:
+        _plant(recorder.url)
+    finally:
+        recorder.stop()
+    interactions = read_cassette(cassette)
+    assert len(interactions) == 6, recorder.output
+    # A gzip body's bytes never hold the secret as such: look at it decoded too.
+    decoded = b"".join(
+        decode_body(message.body, message.header("content-encoding"))
+        for i in interactions
+        for message in (i.request, i.response)
+        if message.body
+    )
+    assert decoded.count(b"REDACTED-") >= len(SECRETS)
+    artifacts = {
+        "cassette": cassette.read_bytes(),
+        "cassette bodies, decoded": decoded,
+        "recorder log": recorder.output.encode(),
+    }
+    exported = run_baton(["export", str(cassette), "--format", "har"])
+    assert exported.returncode == 0, exported.stderr
+    artifacts["har export"] = (exported.stdout + exported.stderr).encode()
+    for report in ("text", "json", "html"):
+        diffed = run_baton(
+            [
+                "diff",
+                str(cassette),
+                "--target",
+                upstream,
+                "--allow-side-effects",
+                "--format",
+                report,
+            ]
+        )
+        assert "Traceback" not in diffed.stderr, diffed.stderr
+        artifacts[f"diff {report} report"] = (diffed.stdout + diffed.stderr).encode()
+    server.shutdown()
+    server.server_close()
+    return artifacts
+
+
+@pytest.mark.parametrize("place", list(SECRETS))
+def test_a_planted_secret_survives_in_no_artifact(planted: dict[str, bytes], place: str) -> None:
+    secret = SECRETS[place].encode()
+    encoded = {secret, base64.b64encode(b"ada:" + secret), secret.replace(b"-", b"%2D")}
+    survived = [name for name, data in planted.items() if any(s in data for s in encoded)]
+    assert survived == [], f"{place}: the secret is in {survived}"
