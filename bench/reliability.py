@@ -10,7 +10,8 @@ Then a crowd of clients through ``baton record`` and ``baton replay`` (0 lost,
 0 mismatched) and the recorder SIGKILLed under load, each checked by the same
 functions here that tests/test_reliability.py calls in a short form.
 Still to come (see issue 18): disk full and read-only output, mutated
-cassettes through every reader, planted secrets.
+cassettes through every reader. Planted secrets run the test itself, which is
+already the full form.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import resource
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -282,9 +284,30 @@ def main() -> None:
     print(table(results, ["row", "expected", "got", "s", "test in tests/test_hardening.py"]))
     print()
     load_rows = _record_and_replay_rows(args.clients, args.per_client, args.kills)
+    load_rows.append(_planted_secrets_row())
     print("baton record (reverse mode to the tests' echo service) and baton replay under load")
     print(table(load_rows, ["row", "expected", "got", "s", "test in tests/test_reliability.py"]))
     print(f"results: {save('reliability', {'rows': results, 'load_rows': load_rows})}")
+
+
+def _planted_secrets_row() -> list[str]:
+    """The planted-secrets test is already the full form (every place, every artifact): run it."""
+    started = time.perf_counter()
+    test = "tests/test_reliability.py::test_a_planted_secret_survives_in_no_artifact"
+    outcome = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", test],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    summary = outcome.stdout.strip().splitlines()[-1] if outcome.stdout.strip() else outcome.stderr
+    return [
+        "secrets planted in 11 places (headers, cookies, query, JSON, form, multipart, gzip, userinfo)",
+        "0 survive in cassette, HAR, diff reports, logs",
+        f"places clean: {summary}",
+        f"{time.perf_counter() - started:.1f}",
+        "test_a_planted_secret_survives_in_no_artifact[*]",
+    ]
 
 
 def _record_and_replay_rows(clients: int, per_client: int, kills: int) -> list[list[str]]:
