@@ -20,6 +20,8 @@ import pytest
 
 from baton.cassettes import read_cassette
 from baton.cassettes.content_coding import decode_body
+from baton.cassettes.model import Interaction, Request, Response
+from baton.cassettes.redaction import RedactionRules, Redactor
 from bench.reliability import crowd, kill_under_load, lost_and_doubled, recorded_ids
 from tests.processes import BatonProcess, Upstream, run_baton, start_baton
 
@@ -228,3 +230,31 @@ def test_a_planted_secret_survives_in_no_artifact(planted: dict[str, bytes], pla
     encoded = {secret, base64.b64encode(b"ada:" + secret), secret.replace(b"-", b"%2D")}
     survived = [name for name, data in planted.items() if any(s in data for s in encoded)]
     assert survived == [], f"{place}: the secret is in {survived}"
+
+
+def test_multipart_redaction_replaces_secret_fields_and_leaves_files_and_other_fields() -> None:
+    boundary = "b0undary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="user"\r\n\r\nada\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="Password"\r\n\r\nhunter2-x\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="token"; filename="token"\r\n'
+        f"Content-Type: text/plain\r\n\r\nfile contents\r\n--{boundary}--\r\n"
+    ).encode()
+    request = Request(
+        "POST",
+        "http",
+        "api.test",
+        80,
+        "/upload",
+        headers=(("Content-Type", f"multipart/form-data; boundary={boundary}"),),
+        body=body,
+    )
+    interaction = Interaction(
+        id="1", request=request, response=Response(200, "OK"), recorded_at=1.0
+    )
+    redacted = Redactor(RedactionRules.build(), bytes(32)).redact(interaction).request.body
+    assert redacted is not None
+    assert b"hunter2-x" not in redacted
+    assert b'name="Password"\r\n\r\nREDACTED-' in redacted
+    assert b'name="user"\r\n\r\nada\r\n' in redacted
+    assert b"file contents" in redacted  # a file part named like a secret field is a file
