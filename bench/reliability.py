@@ -302,7 +302,7 @@ def _planted_secrets_row() -> list[str]:
     )
     summary = outcome.stdout.strip().splitlines()[-1] if outcome.stdout.strip() else outcome.stderr
     return [
-        "secrets planted in 11 places (headers, cookies, query, JSON, form, multipart, gzip, userinfo)",
+        "secrets planted in 12 places (headers, cookies, query, JSON, form, multipart, gzip, userinfo, WebSocket)",
         "0 survive in cassette, HAR, diff reports, logs",
         f"places clean: {summary}",
         f"{time.perf_counter() - started:.1f}",

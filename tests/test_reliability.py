@@ -24,6 +24,7 @@ from baton.cassettes.model import Interaction, Request, Response
 from baton.cassettes.redaction import RedactionRules, Redactor
 from bench.reliability import crowd, kill_under_load, lost_and_doubled, recorded_ids
 from tests.processes import BatonProcess, Upstream, run_baton, start_baton
+from tests.websocket_parts import converse, start_websocket_server, ws_url
 
 
 def test_a_crowd_through_record_and_replay_loses_and_mixes_up_nothing(
@@ -89,6 +90,7 @@ SECRETS = {
     "multipart password": "sEcReT-multipart-c47e",
     "gzip json token": "sEcReT-gzip-19ab5f",
     "url userinfo": "sEcReT-userinfo-6e0d",
+    "websocket message password": "sEcReT-websocket-d2a7",
 }
 
 
@@ -221,6 +223,41 @@ def planted(tmp_path_factory: pytest.TempPathFactory, mitm_confdir: Path) -> dic
         artifacts[f"diff {report} report"] = (diffed.stdout + diffed.stderr).encode()
     server.shutdown()
     server.server_close()
+
+    chat = start_websocket_server()
+    conversation = folder / "websocket.cassette"
+    try:
+        recorder = start_baton(
+            [
+                "record",
+                "-o",
+                str(conversation),
+                "--mode",
+                f"reverse:{chat.url}",
+                "--listen-port",
+                "0",
+                "--set",
+                f"confdir={mitm_confdir}",
+                "-v",
+            ]
+        )
+        try:
+            password = SECRETS["websocket message password"]
+            converse(
+                ws_url(recorder.url), (("json", {"password": password}, 1), ("text", "close", 0))
+            )
+        finally:
+            recorder.stop()
+        ws_diff = run_baton(["diff", str(conversation), "--target", chat.url])
+        assert "Traceback" not in ws_diff.stderr, ws_diff.stderr
+    finally:
+        chat.stop()
+    assert b"REDACTED-" in conversation.read_bytes()
+    ws_har = run_baton(["export", str(conversation), "--format", "har"])
+    artifacts["websocket cassette"] = conversation.read_bytes()
+    artifacts["websocket recorder log"] = recorder.output.encode()
+    artifacts["websocket har export"] = (ws_har.stdout + ws_har.stderr).encode()
+    artifacts["websocket diff report"] = (ws_diff.stdout + ws_diff.stderr).encode()
     return artifacts
 
 
