@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
+import random
 import resource
 import socket
 import subprocess
@@ -30,6 +32,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -171,6 +174,117 @@ def lost_and_doubled(answered: list[str], kept: Counter[str]) -> tuple[list[str]
     return [i for i in answered if kept[i] == 0], [i for i, n in kept.items() if n > 1]
 
 
+def mutation_base(path: Path) -> None:
+    """A cassette with each record kind a reader meets: plain, streamed (part records), WebSocket."""
+    from baton.cassettes.model import Chunk, WebSocketConversation, WebSocketMessage
+
+    pieces = (Chunk(0.0, b"data: 1\n\n"), Chunk(0.5, b"data: 2\n\n"))
+    with CassetteWriter(path, redactor=None) as writer:
+        for number in range(3):
+            writer.append(
+                Interaction(
+                    id=f"plain-{number}",
+                    request=Request(
+                        "POST", "http", "api.test", 80, f"/items/{number}",
+                        headers=(("Content-Type", "application/json"),), body=b'{"a": [1, 2]}',
+                    ),
+                    response=Response(200, "OK", headers=(("Content-Length", "9"),), body=OK_BODY),
+                    recorded_at=1.0,
+                )
+            )  # fmt: skip
+        writer.append(
+            Interaction(
+                id="sse-1",
+                request=Request("GET", "http", "feed.test", 80, "/events"),
+                response=Response(
+                    200, "OK", headers=(("Content-Type", "text/event-stream"),),
+                    body=b"".join(c.data for c in pieces), chunks=pieces,
+                ),
+                recorded_at=1.0,
+            )
+        )  # fmt: skip
+        writer.append(
+            Interaction(
+                id="ws-1",
+                request=Request("GET", "http", "chat.test", 80, "/ws", headers=(("Upgrade", "websocket"),)),
+                response=Response(101, "Switching Protocols", headers=(("Upgrade", "websocket"),)),
+                recorded_at=1.0,
+                websocket=WebSocketConversation(
+                    messages=(WebSocketMessage(True, True, b'{"hi": 1}', 10.0),
+                              WebSocketMessage(False, False, bytes(range(64)), 20.0)),
+                    close_code=1000, close_reason="", closed_by_client=True,
+                ),
+            )
+        )  # fmt: skip
+
+
+@dataclass
+class MutationResult:
+    files: int = 0
+    read_whole: int = 0
+    cassette_errors: int = 0
+    other_exceptions: list[str] = field(default_factory=list)
+    slowest_s: float = 0.0
+
+
+def mutated_cassettes(base: Path, count: int, seed: int = 18) -> MutationResult:
+    """``count`` copies of ``base`` with 1-4 bytes changed and maybe cut short, through every reader.
+
+    Every reader: the cassette reader (stored bodies read through), the replay
+    index built from what it read, and the HAR export. Anything but a
+    ``CassetteError`` is a finding, named in ``other_exceptions``.
+    """
+    from baton.cassettes import ReadLimits
+
+    rng = random.Random(seed)
+    original = base.read_bytes()
+    damaged = base.with_name("damaged.cassette")
+    limits = ReadLimits(max_object_bytes=1 << 20, max_bin_bytes=1 << 20, max_held_stream_bytes=4096)
+    result = MutationResult()
+    logging.disable(logging.WARNING)  # a torn file is told once per read; 100k times is noise here
+    try:
+        _mutate(rng, original, damaged, limits, count, result)
+    finally:
+        logging.disable(logging.NOTSET)
+    return result
+
+
+def _mutate(
+    rng: random.Random,
+    original: bytes,
+    damaged: Path,
+    limits: Any,
+    count: int,
+    result: MutationResult,
+) -> None:
+    from baton.cassettes import CassetteError, read_cassette
+    from baton.formats.har import export_har
+    from baton.replay.index import Index
+
+    for _ in range(count):
+        raw = bytearray(original)
+        for _ in range(rng.randint(1, 4)):
+            raw[rng.randrange(len(raw))] = rng.randrange(256)
+        cut = len(raw) if rng.random() < 0.7 else rng.randrange(len(raw))
+        damaged.write_bytes(bytes(raw[:cut]))
+        started = time.perf_counter()
+        try:
+            items = read_cassette(damaged, limits)
+            for item in items:
+                for message in (item.request, item.response):
+                    if message is not None and message.stored is not None:
+                        list(message.stored.chunks())
+            Index(items)
+            export_har(items)
+            result.read_whole += 1
+        except CassetteError:
+            result.cassette_errors += 1
+        except Exception as exc:  # the finding this row looks for
+            result.other_exceptions.append(f"{type(exc).__name__}: {exc}")
+        result.files += 1
+        result.slowest_s = max(result.slowest_s, time.perf_counter() - started)
+
+
 @dataclass
 class KillRound:
     answered: int
@@ -245,6 +359,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--per-client", type=int, default=50)
     parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--mutations", type=int, default=100_000)
     args, _ = parser.parse_known_args()  # make bench passes every benchmark the same flags
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -285,9 +400,28 @@ def main() -> None:
     print()
     load_rows = _record_and_replay_rows(args.clients, args.per_client, args.kills)
     load_rows.append(_planted_secrets_row())
+    load_rows.append(_mutation_row(args.mutations))
     print("baton record (reverse mode to the tests' echo service) and baton replay under load")
     print(table(load_rows, ["row", "expected", "got", "s", "test in tests/test_reliability.py"]))
     print(f"results: {save('reliability', {'rows': results, 'load_rows': load_rows})}")
+
+
+def _mutation_row(count: int) -> list[str]:
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch:
+        base = Path(scratch) / "base.cassette"
+        mutation_base(base)
+        result = mutated_cassettes(base, count)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return [
+        f"{count:,} mutated cassettes (plain, stream parts, WebSocket) through reader, index, HAR",
+        "only CassetteError, no hang",
+        f"{result.read_whole:,} read, {result.cassette_errors:,} CassetteError, "
+        f"{len(result.other_exceptions)} other; slowest {result.slowest_s * 1000:.1f} ms; "
+        f"bench peak RSS {peak_mb:.0f} MB",
+        f"{time.perf_counter() - started:.1f}",
+        "test_mutated_cassettes_give_interactions_or_a_cassette_error",
+    ]
 
 
 def _planted_secrets_row() -> list[str]:

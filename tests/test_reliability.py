@@ -22,7 +22,14 @@ from baton.cassettes import read_cassette
 from baton.cassettes.content_coding import decode_body
 from baton.cassettes.model import Interaction, Request, Response
 from baton.cassettes.redaction import RedactionRules, Redactor
-from bench.reliability import crowd, kill_under_load, lost_and_doubled, recorded_ids
+from bench.reliability import (
+    crowd,
+    kill_under_load,
+    lost_and_doubled,
+    mutated_cassettes,
+    mutation_base,
+    recorded_ids,
+)
 from tests.processes import BatonProcess, Upstream, run_baton, start_baton
 from tests.websocket_parts import converse, start_websocket_server, ws_url
 
@@ -295,3 +302,13 @@ def test_multipart_redaction_replaces_secret_fields_and_leaves_files_and_other_f
     assert b'name="Password"\r\n\r\nREDACTED-' in redacted
     assert b'name="user"\r\n\r\nada\r\n' in redacted
     assert b"file contents" in redacted  # a file part named like a secret field is a file
+
+
+def test_mutated_cassettes_give_interactions_or_a_cassette_error(tmp_path: Path) -> None:
+    """The bench's 100k in short: every reader meets damage with a CassetteError or reads on."""
+    base = tmp_path / "base.cassette"
+    mutation_base(base)
+    result = mutated_cassettes(base, 2000)
+    assert result.other_exceptions == []
+    assert result.files == 2000
+    assert result.read_whole > 0 and result.cassette_errors > 0  # both ways were exercised
