@@ -265,6 +265,11 @@ def _as_text(value: str | bytes) -> str:
     return value if isinstance(value, str) else value.decode("utf-8", "surrogateescape")
 
 
+# 1900-01-01 and 9999-12-31T23:59:59 UTC: the dates a recorded_at may stand for.
+_EARLIEST_TIMESTAMP = -2_208_988_800.0
+_LATEST_TIMESTAMP = 253_402_300_799.0
+
+
 class _Fields:
     """Typed access to one map of an object, with errors that name the field."""
 
@@ -309,6 +314,14 @@ class _Fields:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
         raise self._fail(name, "a number")
+
+    def timestamp(self, name: str) -> float:
+        """Seconds since 1970 that a ``datetime`` can hold: ``baton show``, the HAR export and
+        ``--shift-time`` turn them into dates, and a damaged one must fail here, not there."""
+        value = self.number(name)
+        if _EARLIEST_TIMESTAMP <= value <= _LATEST_TIMESTAMP:
+            return value
+        raise self._fail(name, "a time between the years 1900 and 9999")
 
     def optional_number(self, name: str) -> float | None:
         return self.number(name) if self.has(name) else None
@@ -490,6 +503,7 @@ def _fast_interaction(obj: dict[str, Any]) -> Interaction | None:
     if (
         type(identity) is not str
         or type(recorded_at) not in (float, int)
+        or not _EARLIEST_TIMESTAMP <= cast(float, recorded_at) <= _LATEST_TIMESTAMP
         or (duration is not None and type(duration) not in (float, int))
         or (error is not None and type(error) is not str)
         or (tags is not None and type(tags) is not dict)
@@ -551,7 +565,7 @@ def interaction_from_object(
     grpc = _grpc_in(fields.child("grpc"), request, response, where) if fields.has("grpc") else None
     return Interaction(
         id=fields.text("id"),
-        recorded_at=fields.number("recorded_at"),
+        recorded_at=fields.timestamp("recorded_at"),
         duration_ms=fields.optional_number("duration_ms"),
         request=request,
         response=response,

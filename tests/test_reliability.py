@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from baton.cassettes import read_cassette
+from baton.cassettes import CassetteWriter, read_cassette
 from baton.cassettes.content_coding import decode_body
 from baton.cassettes.model import Interaction, Request, Response
 from baton.cassettes.redaction import RedactionRules, Redactor
@@ -312,3 +312,26 @@ def test_mutated_cassettes_give_interactions_or_a_cassette_error(tmp_path: Path)
     assert result.other_exceptions == []
     assert result.files == 2000
     assert result.read_whole > 0 and result.cassette_errors > 0  # both ways were exercised
+
+
+@pytest.mark.parametrize("command", ["export", "show"])
+def test_a_recorded_at_no_date_can_hold_is_one_line_not_an_overflow(
+    command: str, tmp_path: Path
+) -> None:
+    """The mutation row's finding: a damaged recorded_at made the HAR export and show overflow."""
+    cassette = tmp_path / "far-future.cassette"
+    with CassetteWriter(cassette, redactor=None) as writer:
+        writer.append(
+            Interaction(
+                id="1",
+                request=Request("GET", "http", "api.test", 80, "/"),
+                response=Response(200, "OK", body=b"x"),
+                recorded_at=1e20,
+            )
+        )
+    result = run_baton([command, str(cassette)])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"baton: error: {cassette}: interaction 1 at byte 79: field recorded_at: "
+        "expected a time between the years 1900 and 9999, got float"
+    ]
