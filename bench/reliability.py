@@ -9,9 +9,10 @@ suite (tests/test_hardening.py, with small limits so it runs in seconds).
 Then a crowd of clients through ``baton record`` and ``baton replay`` (0 lost,
 0 mismatched) and the recorder SIGKILLed under load, each checked by the same
 functions here that tests/test_reliability.py calls in a short form.
-Still to come (see issue 18): disk full and read-only output, mutated
-cassettes through every reader. Planted secrets run the test itself, which is
-already the full form.
+Mutated cassettes (``--mutations``, 100k) go through the reader, the replay
+index and the HAR export. Planted secrets run the test itself, which is
+already the full form. Still to come (see issue 18): disk full and read-only
+output.
 """
 
 from __future__ import annotations
