@@ -581,15 +581,22 @@ class ReplayServer:
         the listen backlog (the kernel's queue), so the ones being served go on undisturbed."""
         loop = asyncio.get_running_loop()
         cap = self.limits.max_connections
-        while True:
-            while len(self._connections) >= cap:
+        # Checked on every turn, not only through cancellation: on Python 3.11 wait_for can
+        # swallow a cancel that lands as the room event is set (close() closes connections,
+        # which sets it), and the loop would go on accepting on a closed listener.
+        while self._listener is listener:
+            while len(self._connections) >= cap and self._listener is listener:
                 self._room.clear()
                 # A WebSocket session ends outside connection_lost: look again now and then.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._room.wait(), 0.5)
+            if self._listener is not listener:
+                return
             try:
                 conn, _ = await loop.sock_accept(listener)
             except OSError as exc:  # out of file descriptors, a reset before accept
+                if self._listener is not listener:
+                    return  # closed under us by close()
                 logger.warning("accepting a connection failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
