@@ -338,7 +338,7 @@ async def _play(
             notes.append(f"the server closed before message {number} could be sent")
             return
         if message.is_text:
-            event: Message[str] | Message[bytes] = TextMessage(
+            event: TextMessage | BytesMessage = TextMessage(
                 data=message.data.decode("utf-8", "replace")
             )
         else:

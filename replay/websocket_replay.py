@@ -451,7 +451,7 @@ class WebSocketReplay(asyncio.Protocol):
     def _send(self, message: WebSocketMessage) -> None:
         if self._ws.state is not ConnectionState.OPEN:
             return
-        event: Message[str] | Message[bytes]
+        event: TextMessage | BytesMessage  # wsproto 1.3 types BytesMessage as bytes | bytearray
         if message.is_text:
             event = TextMessage(data=message.data.decode("utf-8", "replace"))
         else:
