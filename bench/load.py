@@ -103,12 +103,109 @@ class WrkResult:
     """CPU time (user + system, all threads) the measured process spent per request."""
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and all its threads, from /proc."""
-    import os
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (a server's workers), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
 
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, its threads and its live children, from /proc."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def memory_mib(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) in MiB of a process and its children, summed (a server and its workers)."""
+    rss = hwm = 0
+    for member in process_tree(pid):
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                rss += int(line.split()[1])
+            elif line.startswith("VmHWM:"):
+                hwm += int(line.split()[1])
+    return rss / 1024, hwm / 1024
+
+
+def nginx_argv(
+    routes: dict[str, tuple[int, list[tuple[str, str]], bytes]],
+    port: int,
+    folder: Path,
+    workers: int = 1,
+) -> list[str]:
+    """The command line of an nginx answering each path with ``return`` and the given bytes.
+
+    The limit reference for a replay server: nginx serving fixed answers from
+    memory, one worker by default, its config, pid file, logs and temp folders
+    in ``folder``. nginx writes ``Server``, ``Date``, ``Content-Length`` and
+    ``Connection`` itself and the ``Content-Type`` from ``default_type``; the
+    other recorded headers go out with ``add_header``.
+    """
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        raise SystemExit("nginx is not installed: apt-get install nginx-light (Debian)")
+    folder.mkdir(parents=True, exist_ok=True)
+    own = {"server", "date", "content-length", "connection", "transfer-encoding", "content-type"}
+    locations = []
+    for path, (status, headers, body) in routes.items():
+        text = body.decode("utf-8")
+        if "$" in text:
+            raise ValueError(f"{path}: nginx would expand the $ in its body")
+        quoted = text.replace("\\", "\\\\").replace("'", "\\'")
+        content_type = next((v for n, v in headers if n.lower() == "content-type"), "text/plain")
+        extra = "".join(
+            f"    add_header {json.dumps(n)} {json.dumps(v)};\n"
+            for n, v in headers
+            if n.lower() not in own
+        )
+        locations.append(
+            f"  location = {path} {{\n    default_type {json.dumps(content_type)};\n"
+            f"{extra}    return {status} '{quoted}';\n  }}\n"
+        )
+    config = folder / "nginx.conf"
+    config.write_text(
+        f"worker_processes {workers};\n"
+        "daemon off;\n"
+        f"pid {folder / 'nginx.pid'};\n"
+        f"error_log {folder / 'error.log'} warn;\n"
+        "events { worker_connections 4096; }\n"
+        "http {\n"
+        "  access_log off;\n"
+        "  server_tokens off;\n"
+        "  keepalive_requests 1000000;\n"
+        f"  client_body_temp_path {folder / 'body'};\n"
+        f"  proxy_temp_path {folder / 'proxy'};\n"
+        f"  fastcgi_temp_path {folder / 'fastcgi'};\n"
+        f"  uwsgi_temp_path {folder / 'uwsgi'};\n"
+        f"  scgi_temp_path {folder / 'scgi'};\n"
+        f"  server {{\n  listen 127.0.0.1:{port};\n"
+        + "".join(locations)
+        + "  location / { return 404; }\n  }\n}\n"
+    )
+    return [nginx, "-p", str(folder), "-e", str(folder / "error.log"), "-c", str(config)]
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}

@@ -1,20 +1,30 @@
-"""Replay throughput: baton replay vs mitmdump --server-replay vs WireMock, side by side.
+"""Replay throughput: baton replay vs nginx, talkback, WireMock and mitmdump, side by side.
 
     python bench/replay_throughput.py [--seconds 10] [--rounds 3] [--connections 32] [--paths 50]
+    python bench/replay_throughput.py --only baton,nginx      # fast iteration
+    python bench/replay_throughput.py --quick                 # 3 s x 1 round, baton and nginx
 
 One run records the same traffic (GET /items/1 ... /items/N against a
 uvicorn upstream) through `baton record` (a cassette) and `mitmdump -w` (a
 flow file), stops the upstream, and then serves it back with:
 
-* baton replay, fast path (baton's own asyncio + httptools server);
+* nginx (Debian's nginx-light), the limit reference: a generated config with
+  one ``location = /items/N { return 200 '...'; }`` per recorded exchange,
+  the same body and Content-Type, 1 worker (``nginx-w2``: 2), access log off;
+* baton replay, fast path (baton's own asyncio + httptools server), 1 worker
+  and ``--workers 2`` (``baton-w2``);
 * baton replay, mitmproxy path (the Replayer addon, reverse mode);
 * mitmdump --server-replay (mitmproxy's own replay, reverse mode);
+* talkback (npm), one tape per recorded exchange;
 * WireMock standalone (the jar from the npm package `wiremock`), one stub per
   recorded exchange, request journal off (its documented setting for load).
 
 wrk rotates through the recorded paths. Every contender runs in turn each
 round under the same conditions; the table reports medians, ratios against
-WireMock, and each server's start-up time (process start to first answer).
+nginx, each server's start-up time (process start to first answer), its CPU
+time per request and its memory (VmRSS after the load and VmHWM, summed over
+the server's processes). The headline figures go to
+bench/results/replay_throughput.json under "figures".
 """
 
 from __future__ import annotations
@@ -22,7 +32,9 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +52,8 @@ from bench.load import (
     WrkResult,
     free_port,
     median_result,
+    memory_mib,
+    nginx_argv,
     rotating_paths_script,
     run_wrk,
     save,
@@ -144,12 +158,36 @@ def time_to_first_answer(
         time.sleep(0.005)
 
 
+CONTENDERS = {
+    "nginx": "nginx (1 worker)",
+    "nginx-w2": "nginx (2 workers)",
+    "baton": "baton replay (fast path)",
+    "baton-w2": "baton replay (fast path, --workers 2)",
+    "baton-mitm": "baton replay (mitmproxy path)",
+    "mitmdump": "mitmdump --server-replay",
+    "talkback": "talkback",
+    "wiremock": "WireMock",
+}
+"""Short names for ``--only`` -> the row each one is."""
+QUICK = ("nginx", "baton", "baton-w2", "nginx-w2")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=None, help="Per measurement [10; quick 3].")
+    parser.add_argument("--rounds", type=int, default=None, help="Medians of [3; quick 1].")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--paths", type=int, default=50)
+    parser.add_argument(
+        "--only",
+        metavar="LIST",
+        help=f"Comma-separated contenders, of: {', '.join(CONTENDERS)} [default: all].",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"3 s x 1 round of {','.join(QUICK)} (unless --only/--seconds/--rounds say).",
+    )
     parser.add_argument("--no-wiremock", action="store_true")
     parser.add_argument("--no-talkback", action="store_true")
     parser.add_argument(
@@ -158,6 +196,18 @@ def main() -> int:
         help="Also run the fast path with --metrics-port (what counting costs it).",
     )
     args = parser.parse_args()
+    seconds = args.seconds or (3 if args.quick else 10)
+    rounds = args.rounds or (1 if args.quick else 3)
+    wanted = [w.strip() for w in args.only.split(",")] if args.only else None
+    if wanted is None:
+        wanted = list(QUICK) if args.quick else list(CONTENDERS)
+    unknown = [w for w in wanted if w not in CONTENDERS]
+    if unknown:
+        parser.error(f"--only: unknown {', '.join(unknown)}; choose from {', '.join(CONTENDERS)}")
+    if args.no_wiremock and "wiremock" in wanted:
+        wanted.remove("wiremock")
+    if args.no_talkback and "talkback" in wanted:
+        wanted.remove("talkback")
     paths = [f"/items/{n}" for n in range(1, args.paths + 1)]
 
     with tempfile.TemporaryDirectory() as scratch_name:
@@ -166,11 +216,11 @@ def main() -> int:
         cassette = scratch / "items.cassette"
         flows = scratch / "items.mitm"
         upstream = start_upstream()
+        recorders = {"baton record": [str(VENV_BIN / "baton"), "record", "-q", "-o", str(cassette)]}
+        if "mitmdump" in wanted:
+            recorders["mitmdump -w"] = [str(VENV_BIN / "mitmdump"), "-q", "-w", str(flows)]
         try:
-            for name, argv in {
-                "baton record": [str(VENV_BIN / "baton"), "record", "-q", "-o", str(cassette)],
-                "mitmdump -w": [str(VENV_BIN / "mitmdump"), "-q", "-w", str(flows)],
-            }.items():
+            for name, argv in recorders.items():
                 port = free_port()
                 recorder = start_command(
                     name,
@@ -196,93 +246,84 @@ def main() -> int:
 
         script = rotating_paths_script(paths, scratch)
         contenders: dict[str, list[str]] = {}
-        fast_port, mitm_port, server_replay_port, wiremock_port, talkback_port = (
-            free_port() for _ in range(5)
-        )
-        contenders["baton replay (fast path)"] = [
-            str(VENV_BIN / "baton"),
-            "replay",
-            "-q",
-            str(cassette),
-            "--listen-port",
-            str(fast_port),
-        ]
-        contenders["baton replay (mitmproxy path)"] = [
-            str(VENV_BIN / "baton"),
-            "replay",
-            "-q",
-            str(cassette),
-            "--listen-port",
-            str(mitm_port),
-            "--set",
-            f"confdir={confdir}",
-        ]
-        contenders["mitmdump --server-replay"] = [
-            str(VENV_BIN / "mitmdump"),
-            "-q",
-            "--mode",
-            f"reverse:{upstream.url}",
-            "--listen-host",
-            "127.0.0.1",
-            "--listen-port",
-            str(server_replay_port),
-            "--server-replay",
-            str(flows),
-            "--set",
-            "server_replay_reuse=true",
-            "--set",
-            "connection_strategy=lazy",
-            "--set",
-            f"confdir={confdir}",
-        ]
-        ports = {
-            "baton replay (fast path)": fast_port,
-            "baton replay (mitmproxy path)": mitm_port,
-            "mitmdump --server-replay": server_replay_port,
-        }
+        ports: dict[str, int] = {}
+        baton = [str(VENV_BIN / "baton"), "replay", "-q", str(cassette), "--listen-port"]
+        for short in wanted:
+            name, port = CONTENDERS[short], free_port()
+            ports[name] = port
+            if short in ("nginx", "nginx-w2"):
+                routes = {}
+                for interaction in read_cassette(cassette):
+                    response = interaction.response
+                    assert response is not None and response.body is not None
+                    routes[interaction.request.target] = (
+                        response.status,
+                        list(response.headers),
+                        response.body,
+                    )
+                workers = 2 if short == "nginx-w2" else 1
+                contenders[name] = nginx_argv(routes, port, scratch / short, workers)
+            elif short == "baton":
+                contenders[name] = [*baton, str(port)]
+            elif short == "baton-w2":
+                contenders[name] = [*baton, str(port), "--workers", "2"]
+            elif short == "baton-mitm":
+                contenders[name] = [*baton, str(port), "--set", f"confdir={confdir}"]
+            elif short == "mitmdump":
+                contenders[name] = [
+                    str(VENV_BIN / "mitmdump"),
+                    "-q",
+                    "--mode",
+                    f"reverse:{upstream.url}",
+                    "--listen-host",
+                    "127.0.0.1",
+                    "--listen-port",
+                    str(port),
+                    "--server-replay",
+                    str(flows),
+                    "--set",
+                    "server_replay_reuse=true",
+                    "--set",
+                    "connection_strategy=lazy",
+                    "--set",
+                    f"confdir={confdir}",
+                ]
+            elif short == "wiremock":
+                root = scratch / "wiremock"
+                wiremock_mappings(cassette, root)
+                contenders[name] = [
+                    "java",
+                    "-jar",
+                    str(wiremock_jar()),
+                    "--port",
+                    str(port),
+                    "--bind-address",
+                    "127.0.0.1",
+                    "--root-dir",
+                    str(root),
+                    "--disable-banner",
+                    "--no-request-journal",
+                    "--disable-request-logging",
+                ]
+            elif short == "talkback":
+                tapes = scratch / "talkback"
+                talkback_tapes(cassette, tapes)
+                npm_package("talkback", TALKBACK_VERSION)
+                contenders[name] = [
+                    "node",
+                    str(ROOT / "bench" / "talkback_server.js"),
+                    str(port),
+                    str(tapes),
+                ]
         if args.with_metrics:
-            metrics_port = free_port()
-            name = "baton replay (fast path, --metrics-port)"
-            contenders[name] = [
-                *contenders["baton replay (fast path)"][:-1],
-                str(metrics_port),
-                "--metrics-port",
-                "0",
-            ]
-            ports[name] = metrics_port
-        if not args.no_wiremock:
-            root = scratch / "wiremock"
-            wiremock_mappings(cassette, root)
-            contenders["WireMock"] = [
-                "java",
-                "-jar",
-                str(wiremock_jar()),
-                "--port",
-                str(wiremock_port),
-                "--bind-address",
-                "127.0.0.1",
-                "--root-dir",
-                str(root),
-                "--disable-banner",
-                "--no-request-journal",
-                "--disable-request-logging",
-            ]
-            ports["WireMock"] = wiremock_port
-        if not args.no_talkback:
-            tapes = scratch / "talkback"
-            talkback_tapes(cassette, tapes)
-            npm_package("talkback", TALKBACK_VERSION)
-            contenders["talkback"] = [
-                "node",
-                str(ROOT / "bench" / "talkback_server.js"),
-                str(talkback_port),
-                str(tapes),
-            ]
-            ports["talkback"] = talkback_port
+            name, port = "baton replay (fast path, --metrics-port)", free_port()
+            contenders[name] = [*baton, str(port), "--metrics-port", "0"]
+            ports[name] = port
 
         results: dict[str, list[WrkResult]] = {name: [] for name in contenders}
         startup: dict[str, list[float]] = {name: [] for name in contenders}
-        for round_number in range(args.rounds):
+        memory: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
+        for round_number in range(rounds):
             for name, argv in contenders.items():
                 url = f"http://127.0.0.1:{ports[name]}"
                 proc, started = time_to_first_answer(argv, url + paths[0])
@@ -294,10 +335,9 @@ def main() -> int:
                     warm = 5 if name == "WireMock" else 2  # the JVM needs its JIT warm-up
                     run_wrk(url + "/", warm, args.connections, script=script)
                     results[name].append(
-                        run_wrk(
-                            url + "/", args.seconds, args.connections, pid=proc.pid, script=script
-                        )
+                        run_wrk(url + "/", seconds, args.connections, pid=proc.pid, script=script)
                     )
+                    memory[name].append(memory_mib(proc.pid))
                 finally:
                     proc.terminate()
                     try:
@@ -305,14 +345,21 @@ def main() -> int:
                     except subprocess.TimeoutExpired:
                         proc.kill()
                         proc.wait()
+                last = results[name][-1]
                 print(
-                    f"round {round_number + 1}: {name}: "
-                    f"{results[name][-1].requests_per_second:,.0f} req/s",
+                    f"round {round_number + 1}: {name}: {last.requests_per_second:,.0f} req/s, "
+                    f"p99 {last.p99_ms:.2f} ms, {last.cpu_us_per_request:.1f} CPU us/req",
                     flush=True,
                 )
 
     medians = {name: median_result(runs) for name, runs in results.items()}
-    baseline_name = "WireMock" if "WireMock" in medians else "mitmdump --server-replay"
+    rss = {name: statistics.median(r for r, _ in runs) for name, runs in memory.items()}
+    hwm = {name: statistics.median(h for _, h in runs) for name, runs in memory.items()}
+    start = {name: statistics.median(times) for name, times in startup.items()}
+    baseline_name = next(
+        (n for n in (CONTENDERS["nginx"], "WireMock", CONTENDERS["mitmdump"]) if n in medians),
+        next(iter(medians)),
+    )
     base = medians[baseline_name]
     rows = [
         [
@@ -321,7 +368,10 @@ def main() -> int:
             f"{m.p50_ms:.2f}",
             f"{m.p99_ms:.2f}",
             f"{m.requests_per_second / base.requests_per_second:.2f}",
-            f"{sorted(startup[name])[len(startup[name]) // 2]:.2f}",
+            f"{m.cpu_us_per_request:.1f}",
+            f"{rss[name]:.1f}",
+            f"{hwm[name]:.1f}",
+            f"{start[name]:.2f}",
             str(m.errors),
         ]
         for name, m in medians.items()
@@ -329,27 +379,58 @@ def main() -> int:
     print()
     print(
         f"replaying {len(paths)} recorded exchanges, wrk -t2 -c{args.connections}, "
-        f"{args.seconds}s x {args.rounds} rounds, medians"
+        f"{seconds}s x {rounds} rounds, medians; load before: {os.getloadavg()[0]:.2f}"
     )
-    print(
-        table(rows, ["", "req/s", "p50 ms", "p99 ms", f"vs {baseline_name}", "start s", "errors"])
-    )
-    fast = medians["baton replay (fast path)"].requests_per_second
-    via_mitm = medians["baton replay (mitmproxy path)"].requests_per_second
-    server_replay = medians["mitmdump --server-replay"].requests_per_second
-    ratios = {
-        "fast_path_vs_baseline": fast / base.requests_per_second,
-        "mitmproxy_path_vs_server_replay": via_mitm / server_replay,
-        "fast_path_vs_server_replay": fast / server_replay,
-    }
+    header = ["", "req/s", "p50 ms", "p99 ms", f"vs {baseline_name}", "CPU us/req"]
+    print(table(rows, [*header, "RSS MiB", "HWM MiB", "start s", "errors"]))
+
+    def rps(short: str) -> float | None:
+        found = medians.get(CONTENDERS[short])
+        return found.requests_per_second if found is not None else None
+
+    ratios: dict[str, float] = {}
+    figures: dict[str, float] = {}
+    fast, nginx, nginx2, fast2 = rps("baton"), rps("nginx"), rps("nginx-w2"), rps("baton-w2")
+    via_mitm, server_replay = rps("baton-mitm"), rps("mitmdump")
+    if fast is not None:
+        fast_name = CONTENDERS["baton"]
+        figures.update(
+            fast_rps=fast,
+            fast_p99_ms=medians[fast_name].p99_ms,
+            startup_small_s=start[fast_name],
+            fast_rss_mb=rss[fast_name],
+            fast_cpu_us_per_request=medians[fast_name].cpu_us_per_request,
+        )
+        ratios["fast_path_vs_baseline"] = fast / base.requests_per_second
+        if nginx is not None:
+            figures["fast_vs_nginx"] = fast / nginx
+    if nginx is not None:
+        figures["nginx_rps"] = nginx
+        figures["nginx_cpu_us_per_request"] = medians[CONTENDERS["nginx"]].cpu_us_per_request
+    if fast2 is not None:
+        figures["fast_workers2_rps"] = fast2
+        if nginx2 is not None:  # like for like: two worker processes each
+            figures["fast_workers2_vs_nginx"] = fast2 / nginx2
+        if nginx is not None:
+            figures["fast_workers2_vs_nginx1"] = fast2 / nginx
+    if nginx2 is not None:
+        figures["nginx_workers2_rps"] = nginx2
+    if via_mitm is not None and server_replay is not None:
+        ratios["mitmproxy_path_vs_server_replay"] = via_mitm / server_replay
+    if fast is not None and server_replay is not None:
+        ratios["fast_path_vs_server_replay"] = fast / server_replay
     print("\n" + "; ".join(f"{k.replace('_', ' ')}: {v:.2f}x" for k, v in ratios.items()))
+    print("figures: " + ", ".join(f"{k} {v:,.3g}" for k, v in figures.items()))
     path = save(
         "replay_throughput",
         {
-            "settings": vars(args),
+            "settings": {**vars(args), "seconds": seconds, "rounds": rounds, "only": wanted},
+            "load_average": os.getloadavg(),
+            "figures": figures,
             "medians": medians,
             "runs": results,
             "startup_seconds": startup,
+            "memory_mib": {name: {"rss": rss[name], "hwm": hwm[name]} for name in medians},
             "ratios": ratios,
             "baseline": baseline_name,
         },
