@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.status import Status
 
 from baton.cassettes.wording import plural
 
 if TYPE_CHECKING:
+    from rich.status import Status
+
     from baton.proxy.recorder import Recorder
     from baton.replay.index import Index
 
@@ -30,6 +31,7 @@ __all__ = [
     "ReplayStatus",
     "format_address",
     "listen_failure",
+    "live_status",
     "plural",
     "replay_summary",
 ]
@@ -99,6 +101,24 @@ def port_holder(port: int) -> str | None:
     return None
 
 
+def live_status(text: str) -> Status | None:
+    """A started live status line on stderr when it is a terminal, else None.
+
+    rich loads only here: importing it costs ~60 ms, which every ``baton
+    replay`` started by a test suite (stderr a pipe) would pay for nothing.
+    """
+    if not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        return None
+    status = console.status(text)
+    status.start()
+    return status
+
+
 class RecordingStatus:
     """The start line, the live count, and the summary of one recording session."""
 
@@ -106,16 +126,14 @@ class RecordingStatus:
         self._recorder = recorder
         self._cassette = cassette
         self._quiet = quiet
-        self._console = Console(stderr=True)
         self._live: Status | None = None
 
     def ready(self, addresses: list[tuple[str, int]]) -> None:
         where = ", ".join(format_address(h, p) for h, p in addresses) or "(no listener)"
         # Always printed, -q or not: scripts and tests read the bound port here.
         click.echo(f"baton: recording into {self._cassette}; listening on {where}", err=True)
-        if self._console.is_terminal and not self._quiet:
-            self._live = self._console.status(self._text())
-            self._live.start()
+        if not self._quiet:
+            self._live = live_status(self._text())
 
     def _text(self) -> str:
         r = self._recorder
@@ -157,13 +175,11 @@ class ReplayStatus:
     def __init__(self, index: Callable[[], Index | None], *, quiet: bool = False) -> None:
         self._index = index
         self._quiet = quiet
-        self._console = Console(stderr=True)
         self._live: Status | None = None
 
     def start(self) -> None:
-        if self._console.is_terminal and not self._quiet:
-            self._live = self._console.status(self._text())
-            self._live.start()
+        if not self._quiet:
+            self._live = live_status(self._text())
 
     def _text(self) -> str:
         index = self._index()

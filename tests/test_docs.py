@@ -17,7 +17,7 @@ def test_the_configuration_reference_is_current() -> None:
 def test_every_command_gives_an_example_in_its_help() -> None:
     from baton.proxy.cli import main
 
-    for name, command in main.commands.items():
+    for name, command in main.all_commands().items():
         assert "Example" in (command.help or ""), f"baton {name} --help has no example"
 
 

@@ -337,10 +337,10 @@ _SCHEMA: dict[str, dict[str, ConfigKey]] | None = None
 _GROUPS_WITHOUT_SETTINGS = {"config"}
 
 
-def _leaf_commands(main: click.Group) -> list[tuple[str, click.Command]]:
+def _leaf_commands(main: Any) -> list[tuple[str, click.Command]]:
     """Each command by section name: ``record``, and ``contract.infer`` for a group's command."""
     found: list[tuple[str, click.Command]] = []
-    for name, command in main.commands.items():
+    for name, command in main.all_commands().items():
         found.append((name, command))
         if isinstance(command, click.Group) and name not in _GROUPS_WITHOUT_SETTINGS:
             found += [(f"{name}.{sub}", c) for sub, c in command.commands.items()]

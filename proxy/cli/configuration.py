@@ -256,6 +256,8 @@ def _config_flags(args: Sequence[str]) -> tuple[Path | None, bool]:
 
 def default_map(config: Config) -> dict[str, dict[str, Any]]:
     """click's ``default_map``: for each command, the file's values for its flags."""
+    if config.path is None:
+        return {}  # no file: nothing to map, and no need to load every command's schema
     schema = config_schema()
     defaults: dict[str, dict[str, Any]] = {}
     for section, keys in schema.items():

@@ -72,7 +72,7 @@ def _escape(text: str) -> str:
 def _leaf_commands() -> list[tuple[str, click.Command]]:
     """Every runnable command by its full name (``config show``), sorted."""
     found: list[tuple[str, click.Command]] = []
-    for name, command in sorted(cli.commands.items()):
+    for name, command in sorted(cli.all_commands().items()):
         if isinstance(command, click.Group):
             found += [(f"{name} {sub}", c) for sub, c in sorted(command.commands.items())]
         else:
