@@ -1,8 +1,8 @@
-"""Reliability and security checks against the real CLI, one table (issue 18's last section, begun).
+"""Reliability and security checks against the real CLI, one table (issue 18's last section).
 
     python bench/reliability.py [--crowd 10000]
 
-Rows so far: the fast replay server's limits as a hostile client meets them
+Rows: the fast replay server's limits as a hostile client meets them
 with its default settings (`baton replay` as a user starts it), and a
 slowloris crowd. Each row names the test that pins the same answer in the
 suite (tests/test_hardening.py, with small limits so it runs in seconds).
@@ -11,8 +11,9 @@ Then a crowd of clients through ``baton record`` and ``baton replay`` (0 lost,
 functions here that tests/test_reliability.py calls in a short form.
 Mutated cassettes (``--mutations``, 100k) go through the reader, the replay
 index and the HAR export. Planted secrets run the test itself, which is
-already the full form. Still to come (see issue 18): disk full and read-only
-output.
+already the full form. A disk that fills under the recorder and a read-only
+output folder are real tmpfs mounts (root only; the rows say when they could
+not run).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import resource
 import socket
 import subprocess
@@ -30,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from baton.cassettes import CassetteReader, CassetteWriter
+from baton.cassettes.errors import CassetteError
 from baton.cassettes.model import Interaction, Request, Response
 from bench.load import VENV_BIN, free_port, save, start_command, table
 
@@ -354,6 +357,99 @@ def kill_under_load(
     )
 
 
+@contextlib.contextmanager
+def small_filesystem(size: str = "256k") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on a fresh folder for one check, unmounted after.
+
+    A real full disk (ENOSPC from the kernel), not a file-size rlimit. Raises
+    ``PermissionError`` where this process may not mount (not root, no
+    CAP_SYS_ADMIN): callers skip with that reason.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="baton-small-fs-"))
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        folder.rmdir()
+        raise PermissionError(
+            f"cannot mount a tmpfs: {mounted.stderr.strip() or mounted.returncode}"
+        )
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+        folder.rmdir()
+
+
+def make_read_only(folder: Path) -> None:
+    """Remount ``small_filesystem``'s tmpfs read-only (root ignores a folder's mode bits)."""
+    subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True, capture_output=True)
+
+
+@dataclass
+class DiskFullResult:
+    """What ``baton record`` did with a disk that filled up under it."""
+
+    requests: int
+    answered_ok: int
+    written: int
+    failed: int
+    log_lines: list[str]
+    readable: bool
+    """the cassette reads whole (no torn object) and holds ``written`` interactions"""
+    exit_code: int
+
+
+def record_onto_full_disk(
+    start_recorder: Callable[[Path], Any], folder: Path, requests: int = 30, size: int = 20_000
+) -> DiskFullResult:
+    """Record ``requests`` answers of ``size`` bytes into ``folder`` until its disk is full.
+
+    ``start_recorder(cassette)`` starts ``baton record`` in reverse mode to the
+    tests' echo service and returns the process (``url``, ``stop()``, ``output``).
+    """
+    cassette = folder / "full.cassette"
+    recorder = start_recorder(cassette)
+    statuses = []
+    with httpx.Client(base_url=recorder.url, trust_env=False, timeout=30) as client:
+        for n in range(requests):
+            statuses.append(client.get(f"/bytes?size={size}&id={n}").status_code)
+    code = recorder.stop()
+    output = recorder.output
+    found = re.search(r"recorded (\d+) interactions?.*?(\d+) could not be recorded", output)
+    written, failed = (int(found.group(1)), int(found.group(2))) if found else (-1, -1)
+    lines = [line for line in output.splitlines() if "could not" in line or "No space" in line]
+    try:
+        with CassetteReader(cassette) as reader:
+            readable = sum(1 for _ in reader) == written and reader.torn_at is None
+    except CassetteError:
+        readable = False
+    return DiskFullResult(
+        requests, statuses.count(200), written, failed, lines, readable, exit_code=code
+    )
+
+
+def record_into_read_only(
+    run: Callable[[list[str]], tuple[int, str]], folder: Path, upstream_url: str
+) -> tuple[int, str, bool]:
+    """``baton record`` into a read-only folder holding a cassette: exit code, output, file kept.
+
+    ``run(args)`` runs ``baton`` to completion and returns its exit code and
+    output; the folder must come from ``small_filesystem`` (remounted here).
+    """
+    cassette = folder / "kept.cassette"
+    _cassette(cassette)
+    before = cassette.read_bytes()
+    make_read_only(folder)
+    args = ["record", "--mode", f"reverse:{upstream_url}", "--listen-port", "0"]
+    code, output = run([*args, "-o", str(cassette)])
+    code_new, output_new = run([*args, "-o", str(folder / "new.cassette")])
+    kept = cassette.read_bytes() == before and not (folder / "new.cassette").exists()
+    return max(code, code_new), output + output_new, kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crowd", type=int, default=10_000)
@@ -504,8 +600,61 @@ def _record_and_replay_rows(clients: int, per_client: int, kills: int) -> list[l
                 f"{time.perf_counter() - started:.1f}",
                 "test_sigkill_of_the_recorder_under_load_twice_keeps_every_answer_and_repairs",
             ])  # fmt: skip
+        rows += _disk_rows(echo.url)
     finally:
         echo.stop()
+    return rows
+
+
+def _disk_rows(upstream_url: str) -> list[list[str]]:
+    """A disk that fills under the recorder, and a read-only output folder (real tmpfs mounts)."""
+    from tests.processes import run_baton, start_baton
+
+    test_file = (
+        "test_a_disk_that_fills_under_the_recorder_harms_no_answer_and_leaves_a_readable_cassette"
+    )
+    started = time.perf_counter()
+    try:
+        with small_filesystem("256k") as folder:
+            full = record_onto_full_disk(
+                lambda cassette: start_baton(
+                    ["record", "-o", str(cassette), "--mode", f"reverse:{upstream_url}",
+                     "--listen-port", "0"]
+                ),
+                folder,
+            )  # fmt: skip
+        with small_filesystem("256k") as folder:
+
+            def run(args: list[str]) -> tuple[int, str]:
+                done = run_baton(args)
+                return done.returncode, done.stdout + done.stderr
+
+            code, output, kept = record_into_read_only(run, folder, upstream_url)
+    except PermissionError as exc:
+        return [["disk full / read-only output", "-", f"not run: {exc}", "0", test_file]]
+    enospc = sum("No space left on device" in line for line in full.log_lines)
+    rows = [
+        [
+            f"disk fills under baton record (256 KB tmpfs, {full.requests} x 20 KB answers)",
+            "every answer served, a log line per loss, the file reads whole, exit 1",
+            f"{full.answered_ok}/{full.requests} answered, {full.written} kept, {full.failed} lost "
+            f"({enospc} 'No space left on device' lines), readable: {full.readable}, "
+            f"exit {full.exit_code}",
+            f"{time.perf_counter() - started:.1f}",
+            test_file,
+        ]
+    ]
+    first = output.strip().splitlines()[0] if output.strip() else ""
+    rows.append(
+        [
+            "read-only output folder (a cassette there, and a new one)",
+            "one line each, exit 2, the cassette untouched",
+            f"exit {code}, {len(output.strip().splitlines())} lines ('{first[:70]}...'), "
+            f"untouched: {kept}",
+            "-",
+            "test_a_read_only_output_folder_is_one_line_exit_2_and_the_cassette_there_is_untouched",
+        ]
+    )
     return rows
 
 

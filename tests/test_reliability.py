@@ -11,7 +11,7 @@ import base64
 import gzip
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -28,7 +28,10 @@ from bench.reliability import (
     lost_and_doubled,
     mutated_cassettes,
     mutation_base,
+    record_into_read_only,
+    record_onto_full_disk,
     recorded_ids,
+    small_filesystem,
 )
 from tests.processes import BatonProcess, Upstream, run_baton, start_baton
 from tests.websocket_parts import converse, start_websocket_server, ws_url
@@ -335,3 +338,51 @@ def test_a_recorded_at_no_date_can_hold_is_one_line_not_an_overflow(
         f"baton: error: {cassette}: interaction 1 at byte 79: field recorded_at: "
         "expected a time between the years 1900 and 9999, got float"
     ]
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Path]:
+    """A 256 KB tmpfs: a disk that really fills (ENOSPC), mounted for the test."""
+    try:
+        with small_filesystem("256k") as folder:
+            yield folder
+    except PermissionError as exc:
+        pytest.skip(
+            f"{exc} (run as root to check a real full disk; the rlimit form is in test_record_robustness.py)"
+        )
+
+
+def test_a_disk_that_fills_under_the_recorder_harms_no_answer_and_leaves_a_readable_cassette(
+    baton: Callable[..., BatonProcess], echo: Upstream, small_disk: Path
+) -> None:
+    result = record_onto_full_disk(
+        lambda cassette: baton(
+            "record", "-o", str(cassette), "--mode", f"reverse:{echo.url}", "--listen-port", "0"
+        ),
+        small_disk,
+        requests=30,
+        size=20_000,
+    )
+    assert result.answered_ok == 30  # fail-open: every client got its answer
+    assert result.failed > 0 and result.written > 0
+    assert result.written + result.failed == 30
+    assert any("No space left on device" in line for line in result.log_lines), result.log_lines
+    assert result.readable  # what was written reads whole; failed writes were cut back off
+    assert result.exit_code == 1  # the run says something was lost
+
+
+def test_a_read_only_output_folder_is_one_line_exit_2_and_the_cassette_there_is_untouched(
+    echo: Upstream, small_disk: Path
+) -> None:
+    def run(args: list[str]) -> tuple[int, str]:
+        done = run_baton(args)
+        return done.returncode, done.stdout + done.stderr
+
+    code, output, kept = record_into_read_only(run, small_disk, echo.url)
+    assert code == 2
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 2, output  # one line per attempt, no traceback
+    assert all(
+        "Read-only file system" in line and line.startswith("baton: error:") for line in lines
+    )
+    assert kept
