@@ -49,6 +49,7 @@ def test_the_issue_example_a_misspelt_gate_is_one_line_and_exit_2(tmp_path: Path
         ("listen_port = 9000\n", ["unknown key 'listen_port'", "command's section"]),
         ("[diff.endpoints.'GET /x']\nignor = ['body.a']\n", ["unknown key 'ignor'", "'ignore'"]),
         ("[replay\n", ["not valid TOML"]),
+        ("[replay]\nmax_body_size = -5\n", ["max_body_size = -5", "is not a size"]),
     ],
     ids=[
         "typo",
@@ -61,6 +62,7 @@ def test_the_issue_example_a_misspelt_gate_is_one_line_and_exit_2(tmp_path: Path
         "not-shared",
         "endpoint",
         "toml",
+        "size",
     ],
 )
 def test_baton_toml_is_validated_whole_before_any_command(
@@ -208,3 +210,23 @@ def test_match_options_from_the_file_reach_the_replay_server(tmp_path: Path) -> 
             assert answer.status_code == expected, (text, answer.text)
         finally:
             server.stop()
+
+
+def test_sizes_and_durations_may_be_plain_numbers_in_the_file(tmp_path: Path) -> None:
+    """``max_body_size = 100`` means 100 bytes, as ``--max-body-size 100`` does on the command line."""
+    from baton.cassettes import CassetteWriter
+    from tests.test_cassette_format import sample
+
+    cassette = tmp_path / "items.cassette"
+    with CassetteWriter(cassette, redactor=None) as writer:
+        writer.append(sample(1))
+    write(tmp_path / "baton.toml", "[replay]\nmax_body_size = 100\nheader_timeout = 5\n")
+    shown = config_show(tmp_path, "replay")
+    assert shown["sections"]["replay"]["max_body_size"]["value"] == "100"
+    assert shown["sections"]["replay"]["header_timeout"]["value"] == 5
+    server = start_baton(["replay", str(cassette), "--listen-port", "0"], cwd=tmp_path)
+    try:
+        assert httpx.post(f"{server.url}/items/1", content=b"x" * 101).status_code == 413
+        assert httpx.post(f"{server.url}/items/1", content=b"x" * 100).status_code != 413
+    finally:
+        server.stop()

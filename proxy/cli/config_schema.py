@@ -95,6 +95,15 @@ def _check_scalar(param: click.Option, value: Any, base: Path) -> Any:
     elif isinstance(kind, click.types.FloatParamType):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigValueError("expected a number")
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        # On the command line every value is text; a number in the file is the text the user
+        # would have typed (max_body_size = 1048576, rotate_interval = 3600), checked as such.
+        value = str(value)
+        if isinstance(kind, click.ParamType) and type(kind).__module__ != click.types.__name__:
+            try:
+                kind.convert(value, param, None)
+            except click.BadParameter as exc:
+                raise ConfigValueError(exc.message) from exc
     elif not isinstance(value, str):
         raise ConfigValueError("expected a string")
     if isinstance(kind, click.Path):
