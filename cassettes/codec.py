@@ -20,6 +20,7 @@ from typing import Any, Protocol, cast
 
 import msgpack
 
+from baton.cassettes.compression import BodyCompression, compress_body, decompress_body
 from baton.cassettes.errors import CassetteFormatError, UnsupportedVersion
 from baton.cassettes.grpc_model import GrpcCall, GrpcMessage, split_frames
 from baton.cassettes.model import (
@@ -147,7 +148,9 @@ def _ref_out(ref: StreamRef) -> dict[str, Any]:
     return {"id": ref.id, "count": ref.count, "size": ref.size, "sha256": ref.sha256}
 
 
-def _request_out(request: Request, ref: StreamRef | None = None) -> dict[str, Any]:
+def _request_out(
+    request: Request, ref: StreamRef | None = None, compression: BodyCompression | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "method": request.method,
         "scheme": request.scheme,
@@ -157,20 +160,29 @@ def _request_out(request: Request, ref: StreamRef | None = None) -> dict[str, An
         "query": _pairs_out(request.query),
         "http_version": request.http_version,
         "headers": _pairs_out(request.headers),
-        "body": None if ref is not None else request.body,
+        "body": None if ref is not None else _body_out(request, compression),
     }
     if ref is not None:
         out["stream"] = _ref_out(ref)
     return out
 
 
-def _response_out(response: Response, ref: StreamRef | None = None) -> dict[str, Any]:
+def _body_out(message: Request | Response, compression: BodyCompression | None) -> Any:
+    """The stored form of a body held whole: its bytes, or the compressed map where that pays."""
+    if compression is None:
+        return message.body
+    return compress_body(message.body, message.headers, compression)
+
+
+def _response_out(
+    response: Response, ref: StreamRef | None = None, compression: BodyCompression | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "status": response.status,
         "reason": _wire_text(response.reason),
         "http_version": response.http_version,
         "headers": _pairs_out(response.headers),
-        "body": None if ref is not None else response.body,
+        "body": None if ref is not None else _body_out(response, compression),
         "trailers": None if response.trailers is None else _pairs_out(response.trailers),
     }
     if ref is not None:
@@ -179,13 +191,16 @@ def _response_out(response: Response, ref: StreamRef | None = None) -> dict[str,
 
 
 def interaction_to_object(
-    interaction: Interaction, streams: Mapping[str, StreamRef] | None = None
+    interaction: Interaction,
+    streams: Mapping[str, StreamRef] | None = None,
+    compression: BodyCompression | None = None,
 ) -> dict[str, Any]:
     """Return the map for ``interaction``.
 
     ``streams`` names the streams whose parts were written before it, by
     place: ``"request"`` and ``"response"`` (their bodies), ``"websocket"``
-    (the messages). A body in memory is written inline, as in format 1.
+    (the messages). A body in memory is written inline, as in format 1, and
+    compressed where ``compression`` says it pays (cassettes/compression.py).
     """
     streams = streams or {}
     response = interaction.response
@@ -193,8 +208,10 @@ def interaction_to_object(
         "id": interaction.id,
         "recorded_at": interaction.recorded_at,
         "duration_ms": interaction.duration_ms,
-        "request": _request_out(interaction.request, streams.get("request")),
-        "response": None if response is None else _response_out(response, streams.get("response")),
+        "request": _request_out(interaction.request, streams.get("request"), compression),
+        "response": None
+        if response is None
+        else _response_out(response, streams.get("response"), compression),
         "error": interaction.error,
         "tags": dict(interaction.tags),
     }
@@ -332,6 +349,13 @@ class _Fields:
             return value
         raise self._fail(name, "bytes or nil")
 
+    def stored_body(self, name: str) -> bytes | None:
+        """A request or response body: bytes, nil, or the compressed map, decoded here."""
+        value = self._obj.get(name)
+        if type(value) is dict:
+            return decompress_body(value, f"{self._where}: field {self._path}{name}")
+        return self.body(name)
+
     def pairs(self, name: str) -> Pairs:
         value = self._obj.get(name)
         if not isinstance(value, list):
@@ -382,7 +406,7 @@ def _body_fields(fields: _Fields, streams: StreamResolver | None, where: str) ->
     """``body``, ``chunks`` and ``stored`` of a request or response map."""
     ref = _ref_in(fields, "stream")
     if ref is None:
-        return {"body": fields.body("body")}
+        return {"body": fields.stored_body("body")}
     if streams is None:  # validating one object alone (repair): the shape is enough
         return {"body": None}
     found = streams.body(ref, where)
@@ -452,6 +476,14 @@ def _fast_pairs(value: Any) -> Pairs | None:
     return tuple(out)
 
 
+def _fast_stored_body(value: dict[str, Any]) -> bytes | None:
+    """A compressed body decoded for the fast path; None sends it to the full check."""
+    try:
+        return decompress_body(value, "")
+    except CassetteFormatError:
+        return None  # the full path decodes it again and names the field
+
+
 def _fast_interaction(obj: dict[str, Any]) -> Interaction | None:
     """The common, well-formed case without per-field wrappers; None sends it to the full check.
 
@@ -473,6 +505,8 @@ def _fast_interaction(obj: dict[str, Any]) -> Interaction | None:
     if any(type(t) is not str for t in texts):
         return None
     port, req_body = request.get("port"), request.get("body")
+    if type(req_body) is dict and (req_body := _fast_stored_body(req_body)) is None:
+        return None
     if type(port) is not int or (req_body is not None and type(req_body) is not bytes):
         return None
     query, req_headers = _fast_pairs(request.get("query")), _fast_pairs(request.get("headers"))
@@ -486,6 +520,8 @@ def _fast_interaction(obj: dict[str, Any]) -> Interaction | None:
             response.get("http_version"),
         )
         body, trailers = response.get("body"), response.get("trailers")
+        if type(body) is dict and (body := _fast_stored_body(body)) is None:
+            return None
         headers = _fast_pairs(response.get("headers"))
         fast_trailers = None if trailers is None else _fast_pairs(trailers)
         if (

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.cassettes.codec import pack
+from baton.cassettes.compression import BodyCompression
 from baton.cassettes.errors import CassetteError, CassetteLockedError
 from baton.cassettes.model import Interaction, Request, Response
 from baton.cassettes.reader import CassetteReader
@@ -274,7 +275,9 @@ def _copy(
 ) -> None:
     seen: set[bytes] = set()
     # Already redacted when recorded: the copy is byte-for-byte what the inputs hold.
-    with CassetteWriter(temp, redactor=None, meta=meta) as writer:
+    # Inputs that were all written compressed give a compressed output (meta holds common keys).
+    compression = BodyCompression.from_description(meta.get("body_compression"))
+    with CassetteWriter(temp, redactor=None, meta=meta, compression=compression) as writer:
         for interaction in interleaved(readers):
             report.read += 1
             if not selection.in_window(interaction):

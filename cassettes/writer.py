@@ -59,6 +59,7 @@ from baton.cassettes.codec import (
     pack,
     part_to_object,
 )
+from baton.cassettes.compression import BodyCompression
 from baton.cassettes.errors import CassetteError, CassetteLockedError, CassetteTornError
 from baton.cassettes.model import Chunk, Interaction, Request, Response
 from baton.cassettes.reader import CassetteReader
@@ -161,6 +162,7 @@ class CassetteWriter:
         fsync: FsyncPolicy | str = FsyncPolicy.CLOSE,
         meta: Mapping[str, Any] | None = None,
         discard_if_empty: bool = False,
+        compression: BodyCompression | None = None,
     ) -> None:
         """Open ``path`` for appending, creating it with a header if it is new or empty.
 
@@ -168,11 +170,16 @@ class CassetteWriter:
         redaction is a visible decision (``redactor=None``), never a default.
         ``discard_if_empty``: ``close`` removes the file again if this writer
         created it and appended nothing (a file that existed is never removed).
+        ``compression``: store bodies held whole compressed where it pays
+        (cassettes/compression.py); a new file's header records the settings.
         """
         self.path = Path(path)
         self.fsync = FsyncPolicy(fsync)
         self._redactor = redactor
         self._discard_if_empty = discard_if_empty
+        self.compression = compression
+        if compression is not None:
+            meta = {**(meta or {}), "body_compression": compression.describe()}
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
@@ -341,7 +348,9 @@ class CassetteWriter:
                 for piece in pieces:
                     self._write_part(stream._part(*piece))
                 refs[place] = stream.ref
-            self._write_all(pack(interaction_to_object(stored, refs)))
+            if self.compression is not None:
+                self._upgrade_header()  # an older reader says "upgrade" instead of misreading
+            self._write_all(pack(interaction_to_object(stored, refs, self.compression)))
             self.count += 1
         return stored
 

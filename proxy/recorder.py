@@ -21,6 +21,7 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
+from baton.cassettes.compression import BodyCompression
 from baton.cassettes.errors import CassetteError, RedactionError
 from baton.cassettes.model import Interaction
 from baton.cassettes.redaction import Redactor
@@ -39,7 +40,7 @@ __all__ = ["Recorder"]
 
 logger = logging.getLogger(__name__)
 
-_OPTIONS = REDACTION_OPTIONS | {"baton_cassette", "baton_fsync"}
+_OPTIONS = REDACTION_OPTIONS | {"baton_cassette", "baton_fsync", "baton_compress"}
 _STATE_OPTIONS = {"baton_session_by", "baton_state_reads", "baton_state_writes"}
 
 
@@ -76,6 +77,12 @@ class Recorder:
             FsyncPolicy.CLOSE.value,
             "When to fsync the cassette: every (interaction), close, never.",
             choices=[p.value for p in FsyncPolicy],
+        )
+        add(
+            "baton_compress",
+            str,
+            "none",
+            "Store text-like bodies compressed in the cassette: zstd, zstd:LEVEL (1-19) or none.",
         )
         add("baton_only_hosts", Sequence[str], [], "Record only hosts matching these globs.")
         add("baton_only_paths", Sequence[str], [], "Record only paths matching these globs.")
@@ -118,6 +125,7 @@ class Recorder:
         try:
             redactor = redactor_from_options(ctx.options)
             self._redactor = redactor
+            compression = BodyCompression.parse(ctx.options.baton_compress)
             self._writer = self._open_writer(
                 path,
                 redactor=redactor,
@@ -125,8 +133,9 @@ class Recorder:
                 meta={"recorded_with": "baton record", "mode": list(ctx.options.mode)},
                 # A recorder stopped before any traffic leaves no header-only file behind.
                 discard_if_empty=True,
+                compression=compression,
             )
-        except (CassetteError, RedactionError) as exc:
+        except (CassetteError, RedactionError, ValueError) as exc:
             raise exceptions.OptionsError(str(exc)) from exc
         logger.info("baton: recording into %s", path)
 

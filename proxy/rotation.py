@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.cassettes.codec import is_part, part_from_object
+from baton.cassettes.compression import BodyCompression
 from baton.cassettes.model import Interaction
 from baton.cassettes.reader import CassetteReader
 from baton.cassettes.redaction import Redactor
@@ -173,6 +174,7 @@ class RotatingWriter:
         meta: Mapping[str, Any] | None = None,
         on_closed: Callable[[Path], None] | None = None,
         on_rotate: Callable[[], None] | None = None,
+        compression: BodyCompression | None = None,
     ) -> None:
         """Open the first shard now (so a bad directory fails at start)."""
         self.directory = Path(directory)
@@ -182,6 +184,7 @@ class RotatingWriter:
         self.policy = policy
         self._fsync = FsyncPolicy(fsync)
         self._meta = dict(meta or {})
+        self._compression = compression
         self._on_closed = on_closed
         self._on_rotate = on_rotate
         self._lock = threading.Lock()
@@ -237,7 +240,12 @@ class RotatingWriter:
             },
         }
         writer = CassetteWriter(
-            path, redactor=self._redactor, fsync=self._fsync, meta=meta, discard_if_empty=True
+            path,
+            redactor=self._redactor,
+            fsync=self._fsync,
+            meta=meta,
+            discard_if_empty=True,
+            compression=self._compression,
         )
         return _Shard(writer, seq, time.monotonic())
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from baton.cassettes.compression import BodyCompression
 from baton.cassettes.errors import CassetteError, CassetteLockedError
 from baton.cassettes.model import Interaction
 from baton.cassettes.reader import CassetteReader
@@ -87,7 +88,8 @@ def rewrite(path: Path, keep: Keep, out: Path | None = None) -> RewriteReport:
     os.close(handle)
     backup = None
     try:
-        writer = CassetteWriter(temporary, redactor=None, meta=meta)
+        compression = BodyCompression.from_description(meta.get("body_compression"))
+        writer = CassetteWriter(temporary, redactor=None, meta=meta, compression=compression)
         try:
             for interaction, kept in zip(interactions, chosen, strict=True):
                 if kept:

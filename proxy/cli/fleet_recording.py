@@ -140,6 +140,7 @@ class FleetRecording:
                 meta=meta,
                 on_closed=self._closed,
                 on_rotate=self._rotated,
+                compression=kwargs.pop("compression", None),
             )
         except OSError as exc:
             raise CassetteError(f"{path}: cannot open a shard: {exc.strerror or exc}") from exc

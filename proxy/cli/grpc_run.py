@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from baton.cassettes.compression import BodyCompression
 from baton.proxy.cli.errors import InputError
 from baton.proxy.cli.grpc import GrpcFlags, read_pem, require_grpc, run_until_stopped
 
@@ -28,6 +29,7 @@ def record_grpc(
     grpc: GrpcFlags,
     fsync: str,
     quiet: bool,
+    compression: BodyCompression | None = None,
 ) -> None:
     """``baton record --mode reverse:h2c://HOST:PORT``: baton's gRPC recorder (proxy/grpc_recording.py)."""
     require_grpc()
@@ -76,7 +78,12 @@ def record_grpc(
     server_credentials = grpc.server_credentials()
     try:
         writer = CassetteWriter(
-            cassette, redactor=None, fsync=fsync, meta=meta, discard_if_empty=True
+            cassette,
+            redactor=None,
+            fsync=fsync,
+            meta=meta,
+            discard_if_empty=True,
+            compression=compression,
         )
     except CassetteError as exc:
         raise InputError(str(exc)) from exc

@@ -13,12 +13,14 @@ from typing import Any
 
 import click
 
+from baton.cassettes.compression import BodyCompression
 from baton.cassettes.redaction import RedactionRules, Redactor, load_or_create_key
 from baton.proxy.cli.errors import InputError, user_errors
 
 __all__ = [
     "RedactionFlags",
     "check_modes",
+    "compression_option",
     "configure_logging",
     "listen_options",
     "mitmproxy_options",
@@ -180,6 +182,32 @@ def redaction_options(command: Callable[..., None]) -> Callable[..., None]:
     for decorator in reversed(decorators):
         decorated = decorator(decorated)
     return decorated
+
+
+def compression_option(command: Callable[..., None]) -> Callable[..., None]:
+    """``--compress``: how the bodies of the cassette a command writes are stored.
+
+    The command receives ``compression: BodyCompression | None``; a bad value
+    is one line and exit 2 before anything starts.
+    """
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str) -> BodyCompression | None:
+        try:
+            return BodyCompression.parse(value)
+        except ValueError as exc:
+            raise InputError(f"--compress: {exc}") from exc
+
+    return click.option(
+        "--compress",
+        "compression",
+        default="none",
+        show_default=True,
+        metavar="zstd[:LEVEL]|none",
+        callback=parse,
+        help="Store text-like bodies zstd-compressed in the cassette: about half the size for "
+        "JSON traffic, and replay serves the recorded bytes unchanged; a baton from before "
+        "this option cannot read such bodies.",
+    )(command)
 
 
 _MODE_NAMES = ("regular", "reverse:URL", "upstream:URL", "transparent", "socks5")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from baton.cassettes.compression import BodyCompression
 from baton.cassettes.writer import FsyncPolicy
 from baton.proxy.cli.contract import live_checks, live_summary, spec_option
 from baton.proxy.cli.errors import InputError
@@ -19,6 +20,7 @@ from baton.proxy.cli.grpc_run import record_grpc
 from baton.proxy.cli.observability import ObservabilityFlags, observability_options
 from baton.proxy.cli.options import (
     RedactionFlags,
+    compression_option,
     configure_logging,
     listen_options,
     mitmproxy_options,
@@ -65,6 +67,7 @@ __all__ = ["record"]
     help="Bodies longer than this (e.g. 16MB, 512KB, 1GB) pass through and are written in "
     "pieces, never held whole; server-sent events and bodies without a length always are.",
 )
+@compression_option
 @record_state_options
 @fleet_options
 @observability_options
@@ -81,6 +84,7 @@ def record(
     only_path: tuple[str, ...],
     fsync: str,
     stream_threshold: str,
+    compression: BodyCompression | None,
     state_options: dict[str, object],
     spec: Path | None,
     extra: tuple[str, ...],
@@ -105,7 +109,15 @@ def record(
     if any(m.startswith(("reverse:h2c://", "reverse:grpc://", "reverse:grpcs://")) for m in modes):
         configure_logging(verbose, quiet)
         record_grpc(
-            cassette, modes[0], listen_host, listen_port, redaction.redactor(), grpc, fsync, quiet
+            cassette,
+            modes[0],
+            listen_host,
+            listen_port,
+            redaction.redactor(),
+            grpc,
+            fsync,
+            quiet,
+            compression=compression,
         )
         return
     from baton.proxy.recorder import Recorder
@@ -128,6 +140,7 @@ def record(
             "baton_only_paths": list(only_path),
             "baton_fsync": fsync,
             "baton_stream_threshold": stream_threshold,
+            "baton_compress": str(compression) if compression else "none",
             # Writes counted per session, for stateful replay (replay/state.py).
             **state_options,
             # Last, so the writer opens once, with every rule in place.
