@@ -42,6 +42,7 @@ from urllib.parse import parse_qsl
 import httptools
 
 from baton.cassettes.model import Interaction, Request, Response, header_values
+from baton.replay.answer_cache import AnswerCache, CacheKey
 from baton.replay.faults import Fault, FaultKind, FaultPlan
 from baton.replay.index import Hit, Index, Miss
 from baton.replay.limits import (
@@ -157,7 +158,9 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._url = b""
-        self._headers: list[tuple[str, str]] = []
+        self._headers: list[tuple[bytes, bytes]] = []
+        """As they arrived: decoded only when a ``Request`` is built (the cache needs none)."""
+        self._host: bytes | None = None
         self._body: list[bytes] = []
         self._queue: deque[_Parsed] = deque()
         self._worker: asyncio.Task[None] | None = None
@@ -284,6 +287,7 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._host = None
         self._body = []
         self._mid_message = True
         self._in_head = True
@@ -311,9 +315,9 @@ class _Connection(asyncio.Protocol):
             self._refuse(HEADERS_TOO_LARGE)
         if len(name) in (6, 14, 17):  # Expect, Content-Length, Transfer-Encoding
             self._framing_header(name.lower(), value)
-        self._headers.append(
-            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-        )
+        elif len(name) == 4 and self._host is None and name.lower() == b"host":
+            self._host = value
+        self._headers.append((name, value))
 
     def _framing_header(self, name: bytes, value: bytes) -> None:
         if name == b"expect":
@@ -354,14 +358,35 @@ class _Connection(asyncio.Protocol):
         self._mid_message = False
         self._in_head = True
         self._deadline = None  # answering: no deadline until the answer is out
+        parser, server = self._parser, self._server
+        cache = server.answers
+        key: CacheKey | None = None
+        if (
+            cache is not None
+            and not self._body
+            and not self._chunked
+            and not self._queue
+            and (self._worker is None or self._worker.done())
+            and not parser.should_upgrade()
+        ):
+            # The common case, a request answered the same way every time: no Request built,
+            # no match key computed (replay/answer_cache.py says when that holds).
+            key = (parser.get_method(), self._url, self._host)
+            known = cache.answer(key)
+            if known is not None:
+                self._reply(known, parser.should_keep_alive())
+                return
         parsed = httptools.parse_url(self._url)
         query = parsed.query.decode("utf-8", "surrogateescape") if parsed.query else ""
-        host, port = self._server.host, self._server.port
-        for name, value in self._headers:
-            if name.lower() == "host":
-                host, _, port_text = value.rpartition(":") if ":" in value else (value, "", "")
-                port = int(port_text) if port_text.isdigit() else self._server.port
-                break
+        host, port = server.host, server.port
+        if self._host is not None:
+            value = self._host.decode("utf-8", "surrogateescape")
+            host, _, port_text = value.rpartition(":") if ":" in value else (value, "", "")
+            port = int(port_text) if port_text.isdigit() else server.port
+        headers = tuple(
+            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+            for name, value in self._headers
+        )
         request = Request(
             method=self._parser.get_method().decode("ascii", "replace"),
             scheme="http",
@@ -370,7 +395,7 @@ class _Connection(asyncio.Protocol):
             path=parsed.path.decode("utf-8", "surrogateescape") if parsed.path else "/",
             query=tuple(parse_qsl(query, keep_blank_values=True)),
             http_version=f"HTTP/{self._parser.get_http_version()}",
-            headers=tuple(self._headers),
+            headers=headers,
             body=b"".join(self._body),
         )
         item = _Parsed(request, self._parser.should_keep_alive())
@@ -383,7 +408,7 @@ class _Connection(asyncio.Protocol):
             and not self._queue
             and (self._worker is None or self._worker.done())
         ):
-            self._answer(item)
+            self._answer(item, key)
         else:
             self._queue.append(item)
             if self._worker is None or self._worker.done():
@@ -424,8 +449,8 @@ class _Connection(asyncio.Protocol):
                 assert isinstance(answer, StreamedAnswer)
                 await self._stream(answer, item.keep_alive)
 
-    def _answer(self, item: _Parsed) -> None:
-        answer = self._server.respond(item.request, self._client)
+    def _answer(self, item: _Parsed, key: CacheKey | None = None) -> None:
+        answer = self._server.respond(item.request, self._client, key)
         if type(answer) is bytes:
             self._reply(answer, item.keep_alive)
             return
@@ -488,6 +513,12 @@ class ReplayServer:
             self._serialize(i) for i in index.interactions
         ]
         self._heads: dict[int, bytes] = {}
+        self.answers: AnswerCache | None = None
+        """Answers that cannot change, by raw request (replay/answer_cache.py); None: always
+        ask the Index (``--replay-latency`` and ``--fault`` decide per request, a routed
+        server is told which interaction)."""
+        if latency_scale is None and faults is None and type(self).find is ReplayServer.find:
+            self.answers = AnswerCache(index)
 
     def _serialize(self, interaction: Interaction) -> bytes | StreamedAnswer:
         if interaction.response is None:
@@ -507,13 +538,22 @@ class ReplayServer:
         """The recorded interaction that answers ``request`` (every answer is looked up here)."""
         return self.index.lookup(request, client=client)
 
-    def respond(self, request: Request, client: str | None = None) -> bytes | StreamedAnswer:
-        """What answers ``request``: a recorded response (bytes, or a stream), or the miss report."""
+    def respond(
+        self, request: Request, client: str | None = None, key: CacheKey | None = None
+    ) -> bytes | StreamedAnswer:
+        """What answers ``request``: a recorded response (bytes, or a stream), or the miss report.
+
+        ``key``: the request as it arrived, to keep the answer under in ``answers`` if it
+        can never change.
+        """
         result = self.find(request, client)
         if isinstance(result, Miss):
             logger.warning("%s", result.report())
             return miss_response(result, self.miss_status)
-        return self._answer_for(result, head_only=request.method == "HEAD")
+        answer = self._answer_for(result, head_only=request.method == "HEAD")
+        if key is not None and self.answers is not None and type(answer) is bytes:
+            self.answers.offer(key, request, result, answer)
+        return answer
 
     def _bytes_for(self, hit: Hit, *, head_only: bool) -> bytes:
         """The answer as one block of bytes (a stream's pieces joined, a stored body's head only)."""
