@@ -11,10 +11,19 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Iterator
+from typing import Any
 
 from baton.cassettes.errors import ContentCodingError
 
-__all__ = ["MAX_DECODED_BYTES", "decode_body", "encode_body", "parse_codings"]
+__all__ = [
+    "MAX_DECODED_BYTES",
+    "brotli_pieces",
+    "decode_body",
+    "encode_body",
+    "parse_codings",
+    "zstd_pieces",
+]
 
 MAX_DECODED_BYTES = 1 << 30
 _IDENTITY = {"", "identity"}
@@ -67,29 +76,83 @@ def _inflate(data: bytes, limit: int) -> bytes:
     raise ContentCodingError("deflate body is neither zlib nor raw deflate data")
 
 
-def _unbrotli(data: bytes, limit: int) -> bytes:
+def _brotli_decoder() -> tuple[Any, bool]:
+    """A brotli decompressor, and whether one call's output can be capped.
+
+    brotli 1.2 and brotlicffi 1.2 take ``output_buffer_limit``; mitmproxy 11
+    pins brotli to 1.1, which cannot cap, so brotlicffi (a dependency for
+    this) is preferred there.
+    """
     import brotli
 
+    decoder = brotli.Decompressor()
     try:
-        decoder = brotli.Decompressor()
-        out = decoder.process(data)
-    except brotli.error as exc:
+        decoder.process(b"", output_buffer_limit=_CHUNK)
+        return decoder, True
+    except TypeError:
+        pass
+    try:
+        import brotlicffi
+    except ImportError:
+        return brotli.Decompressor(), False
+    return brotlicffi.Decompressor(), True
+
+
+def brotli_pieces(data: bytes, piece: int = _CHUNK) -> Iterator[bytes]:
+    """Decode a br body piece by piece, each at most ``piece`` bytes where the library can cap.
+
+    Without a cap (brotli 1.1 and no brotlicffi), input goes in 64-byte slices,
+    so one call's output is bounded by brotli's window in practice, not strictly.
+    """
+    decoder, capped = _brotli_decoder()
+    if not capped:
+        for start in range(0, len(data), 64):
+            yield decoder.process(data[start : start + 64])
+        return
+    for start in range(0, len(data), piece):
+        out = decoder.process(data[start : start + piece], output_buffer_limit=piece)
+        yield out
+        while out and not decoder.is_finished():  # drain what this slice holds
+            out = decoder.process(b"", output_buffer_limit=piece)
+            yield out
+
+
+def _unbrotli(data: bytes, limit: int) -> bytes:
+    out = bytearray()
+    try:
+        for piece in brotli_pieces(data):
+            out += piece
+            if len(out) > limit:
+                raise ContentCodingError(f"br body decodes to more than {limit} bytes")
+    except ContentCodingError:
+        raise
+    except Exception as exc:  # brotli.error / brotlicffi.error: a different class each
         raise ContentCodingError(f"br body does not decode: {exc}") from exc
-    if len(out) > limit:
-        raise ContentCodingError(f"br body decodes to more than {limit} bytes")
     return bytes(out)
+
+
+def zstd_pieces(data: bytes, piece: int = _CHUNK) -> Iterator[bytes]:
+    """Decode a zstd body (every frame) piece by piece, each at most ``piece`` bytes."""
+    import io
+
+    import zstandard
+
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
+    while out := reader.read(piece):
+        yield out
 
 
 def _unzstd(data: bytes, limit: int) -> bytes:
     import zstandard
 
+    out = bytearray()
     try:
-        reader = zstandard.ZstdDecompressor().decompressobj()
-        out = reader.decompress(data)
+        for piece in zstd_pieces(data):
+            out += piece
+            if len(out) > limit:
+                raise ContentCodingError(f"zstd body decodes to more than {limit} bytes")
     except zstandard.ZstdError as exc:
         raise ContentCodingError(f"zstd body does not decode: {exc}") from exc
-    if len(out) > limit:
-        raise ContentCodingError(f"zstd body decodes to more than {limit} bytes")
     return bytes(out)
 
 

@@ -14,6 +14,8 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from baton.cassettes.content_coding import brotli_pieces, zstd_pieces
+
 __all__ = [
     "BODY_TOO_LARGE",
     "CONTINUE",
@@ -149,34 +151,9 @@ def _decoded_pieces(coding: str, data: bytes) -> Iterator[bytes]:
                     return
                 decompressor = zlib.decompressobj(wbits=wbits)
     elif coding == "br":
-        import brotli
-
-        decoder = brotli.Decompressor()
-        try:  # brotli 1.2: the output of one call is bounded
-            yield decoder.process(b"", output_buffer_limit=_PIECE)
-            bounded = True
-        except TypeError:
-            bounded = False
-        if bounded:
-            for start in range(0, len(data), _PIECE):
-                piece = decoder.process(data[start : start + _PIECE], output_buffer_limit=_PIECE)
-                yield piece
-                while piece and not decoder.is_finished():  # drain what this slice holds
-                    piece = decoder.process(b"", output_buffer_limit=_PIECE)
-                    yield piece
-        else:  # older brotli: small inputs keep each output small
-            for start in range(0, len(data), 64):
-                yield decoder.process(data[start : start + 64])
+        yield from brotli_pieces(data, _PIECE)
     elif coding == "zstd":
-        import io
-
-        import zstandard
-
-        reader = zstandard.ZstdDecompressor().stream_reader(
-            io.BytesIO(data), read_across_frames=True
-        )
-        while piece := reader.read(_PIECE):
-            yield piece
+        yield from zstd_pieces(data, _PIECE)
 
 
 def decoded_size_over(body: bytes, content_encoding: str | None, limit: int) -> bool:
