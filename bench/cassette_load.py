@@ -13,11 +13,21 @@ memory is its own:
   objects; VCR.py matches by scanning, so there is no index to build).
 
 VCR.py YAML at the largest size runs once (it takes close to a minute).
+
+Cassette size (``size_table``): the same traffic written with ``--compress
+zstd`` as well, every file's size against VCR.py YAML, and each file
+compressed whole with ``zstd -3`` for reference (what git, a tarball or a
+compressing filesystem would make of it). Its figures, at the largest size,
+go to the results' ``figures``: ``size_vs_vcr_yaml`` (baton's default, plain
+bodies), ``size_zstd_vs_vcr_yaml`` (``--compress zstd``) and
+``size_vs_vcr_yaml_both_zstd`` (baton's default and the YAML, each through
+``zstd -3``). ``--quick`` runs 1,000 and 10,000 interactions, one round.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from baton.cassettes import CassetteWriter, Interaction, Request, Response
+from baton.cassettes.compression import BodyCompression
 from bench.load import save, table
 from bench.upstream import BODY
 
@@ -144,6 +155,58 @@ def write_all(folder: Path, count: int) -> dict[str, Path]:
     return {"baton": baton, "VCR.py YAML": yaml_path, "VCR.py JSON": json_path}
 
 
+def whole_file_zstd_bytes(path: Path) -> int:
+    """The size of ``path`` compressed whole with ``zstd -3`` (the zstd tool, else the library)."""
+    tool = shutil.which("zstd")
+    if tool:
+        out = subprocess.run([tool, "-3", "-c", "-q", str(path)], capture_output=True, check=True)
+        return len(out.stdout)
+    import zstandard
+
+    return len(zstandard.ZstdCompressor(level=3).compress(path.read_bytes()))
+
+
+def size_table(
+    folder: Path, count: int, files: dict[str, Path], rounds: int
+) -> tuple[list[list[str]], dict[str, dict[str, float]]]:
+    """Sizes of the same traffic: baton plain and ``--compress zstd``, VCR.py YAML and JSON.
+
+    Also how long the compressed cassette takes to open and index (its bodies
+    are decoded as it is read), next to the plain one's.
+    """
+    compressed = folder / f"c{count}.zstd.cassette"
+    with CassetteWriter(compressed, redactor=None, compression=BodyCompression()) as writer:
+        for item in interactions(count):
+            writer.append(item)
+    sized = {"baton": files["baton"], "baton --compress zstd": compressed}
+    sized |= {name: path for name, path in files.items() if name != "baton"}
+    yaml_bytes = files["VCR.py YAML"].stat().st_size
+    yaml_zstd = whole_file_zstd_bytes(files["VCR.py YAML"])
+    rows, out = [], {}
+    for name, path in sized.items():
+        size, whole = path.stat().st_size, whole_file_zstd_bytes(path)
+        out[name] = {
+            "file_mb": size / 1e6,
+            "vs_vcr_yaml": size / yaml_bytes,
+            "zstd_3_mb": whole / 1e6,
+            "zstd_3_vs_vcr_yaml_zstd_3": whole / yaml_zstd,
+        }
+        if name == "baton --compress zstd":
+            runs = [measure(LOADERS["baton"], path) for _ in range(rounds)]
+            out[name]["open_seconds"] = statistics.median(r[0] for r in runs)
+        rows.append(
+            [
+                f"{count:,}",
+                name,
+                f"{size / 1e6:.1f}",
+                f"{size / yaml_bytes:.2f}x",
+                f"{whole / 1e6:.2f}",
+                f"{whole / yaml_zstd:.2f}x",
+            ]
+        )
+    return rows, out
+
+
 def measure(loader: str, path: Path) -> tuple[float, int, int]:
     code = MEASURE.format(
         root=str(Path(__file__).resolve().parent.parent), path=str(path), loader=loader
@@ -159,14 +222,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--quick", action="store_true", help="1,000 and 10,000 interactions, one round"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.rounds = "1000,10000", 1
     sizes = [int(s) for s in args.sizes.split(",")]
     largest = max(sizes)
     results: dict[str, dict[str, object]] = {}
     rows = []
+    size_rows: list[list[str]] = []
+    sizes_by_count: dict[int, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for size in sizes:
             files = write_all(Path(scratch), size)
+            more_rows, sizes_by_count[size] = size_table(Path(scratch), size, files, args.rounds)
+            size_rows += more_rows
             baton_seconds = None
             for name, path in files.items():
                 rounds = (
@@ -202,7 +274,29 @@ def main() -> int:
     print()
     print(f"open + index, medians of {args.rounds} (VCR.py YAML at {largest:,}: 1 run)")
     print(table(rows, ["interactions", "format", "seconds", "vs baton", "file MB", "peak MiB"]))
-    path = save("cassette_load", {"settings": vars(args), "results": results})
+    print()
+    print("cassette size, same traffic (zstd -3: each file compressed whole, for reference)")
+    print(
+        table(
+            size_rows,
+            ["interactions", "format", "file MB", "vs YAML", "zstd -3 MB", "vs YAML zstd -3"],
+        )
+    )
+    at_largest = sizes_by_count[largest]
+    figures = {
+        "size_vs_vcr_yaml": at_largest["baton"]["vs_vcr_yaml"],
+        "size_zstd_vs_vcr_yaml": at_largest["baton --compress zstd"]["vs_vcr_yaml"],
+        "size_vs_vcr_yaml_both_zstd": at_largest["baton"]["zstd_3_vs_vcr_yaml_zstd_3"],
+    }
+    path = save(
+        "cassette_load",
+        {
+            "settings": vars(args),
+            "results": results,
+            "sizes": {str(k): v for k, v in sizes_by_count.items()},
+            "figures": figures,
+        },
+    )
     print(f"results: {path}")
     return 0
 
