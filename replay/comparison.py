@@ -234,7 +234,10 @@ _ID = re.compile(r"^(\d+|[0-9a-fA-F]{16,}|[0-9A-Za-z_-]{20,})$")
 
 def endpoint_of(method: str, path: str) -> str:
     """``GET /products/{id}``: numeric, hex and UUID segments folded so one endpoint is one line."""
-    segments = ["{id}" if _UUID.match(s) or _ID.match(s) else s for s in path.split("/")]
+    # isdecimal() first: the common id, and only ever true where _ID matches too.
+    segments = [
+        "{id}" if s.isdecimal() or _UUID.match(s) or _ID.match(s) else s for s in path.split("/")
+    ]
     return f"{method.upper()} {'/'.join(segments) or '/'}"
 
 

@@ -18,7 +18,7 @@ import asyncio
 import fnmatch
 import os
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -156,14 +156,16 @@ def _selected(interaction: Interaction, only: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(c, p) for p in patterns for c in candidates)
 
 
-def _outcome(number: int, interaction: Interaction, outcome: str, **kwargs: Any) -> Outcome:
+def _outcome(
+    number: int, interaction: Interaction, outcome: str, endpoint: str = "", **kwargs: Any
+) -> Outcome:
     request = interaction.request
     return Outcome(
         number=number,
         interaction_id=interaction.id,
         method=request.method,
         target=request.target,
-        endpoint=endpoint_of(request.method, request.path),
+        endpoint=endpoint or endpoint_of(request.method, request.path),
         outcome=outcome,
         recorded_status=interaction.response.status if interaction.response else None,
         **kwargs,
@@ -309,7 +311,6 @@ async def diff_against_target(
         learned_noise=rules if learn_noise else None,
         insecure=insecure,
     )
-    semaphore = asyncio.Semaphore(concurrency)
     results: dict[int, Outcome] = {}
     to_target = Resender(target, connections=concurrency, timeout=timeout, tls=tls, answers=answers)
     to_reference = (
@@ -318,20 +319,17 @@ async def diff_against_target(
         else to_target
     )
 
-    async def one(number: int, interaction: Interaction) -> None:
-        try:
-            results[number] = await _compare_one(
-                number, interaction, to_target, to_reference, supplied, rules, learn_noise
-            )
-        finally:
-            semaphore.release()
-            if progress is not None:
-                progress(1)
+    # ``concurrency`` workers share one pass over the recording: each takes the next
+    # interaction when its last answer is in, so as many requests are in flight and no
+    # task is made per interaction. Taking the next one is synchronous: no two workers
+    # are ever inside the reader at once.
+    recording = enumerate(interactions, 1)
 
-    tasks: set[asyncio.Task[None]] = set()
-    try:
-        async for number, interaction in _numbered(interactions):
+    async def worker() -> None:
+        for number, interaction in recording:
             report.recorded = number
+            if number % 256 == 0:
+                await asyncio.sleep(0)  # a long run of skipped ones lets the answers in
             if not _selected(interaction, only) or (shard and not shard.holds(interaction)):
                 continue
             if interaction.request.method.upper() not in SAFE_METHODS and not allow_side_effects:
@@ -341,27 +339,24 @@ async def diff_against_target(
                     "skipped",
                     note="not re-sent: it may change state (--allow-side-effects sends it)",
                 )
-                if progress is not None:
-                    progress(1)
-                continue
-            await semaphore.acquire()
-            task = asyncio.create_task(one(number, interaction))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*list(tasks))
+            else:
+                results[number] = await _compare_one(
+                    number, interaction, to_target, to_reference, supplied, rules, learn_noise
+                )
+            if progress is not None:
+                progress(1)
+
+    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    try:
+        await asyncio.gather(*workers)
     finally:
+        for task in workers:
+            task.cancel()  # after a failure, the others stop too (each has finished otherwise)
+        await asyncio.gather(*workers, return_exceptions=True)
         await to_target.close()
         await to_reference.close()
     report.outcomes = [results[n] for n in sorted(results)]
     return report
-
-
-async def _numbered(interactions: Iterable[Interaction]) -> AsyncIterator[tuple[int, Interaction]]:
-    for number, interaction in enumerate(interactions, 1):
-        yield number, interaction
-        if number % 256 == 0:
-            await asyncio.sleep(0)  # let finished requests make room
 
 
 async def _compare_one(
@@ -417,6 +412,7 @@ async def _compare_one(
         number,
         interaction,
         "compared",
+        endpoint,
         new_status=fresh.status if fresh else None,
         changes=changes,
         note=note,
@@ -490,6 +486,7 @@ def diff_cassettes(
                 number,
                 interaction,
                 "compared",
+                endpoint,
                 new_status=fresh.response.status if fresh.response else None,
                 changes=changes,
             )

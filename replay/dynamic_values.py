@@ -339,16 +339,21 @@ def _quick_request_tokens(request: Request) -> Iterator[str]:
 _JSON_NUMBER_VALUE = re.compile(rb":\s*(-?\d{1,19})\s*[,}\]]")
 
 
-def _quick_response_values(response: Response, rules: DynamicRules) -> Iterator[str]:
+def _quick_response_values(
+    response: Response, rules: DynamicRules, wanted: Container[bytes] | None = None
+) -> Iterator[str]:
     """Values of ``response`` a client might send back, found without parsing its body
-    unless a declared rule names a path in it."""
+    unless a declared rule names a path in it. With ``wanted`` (values as UTF-8 bytes),
+    the body's strings are only those it holds; headers and declared paths are few."""
     body = response.body
     encoding = header_values(response.headers, "content-encoding")
     plain = not encoding or encoding[0].lower() in ("identity", "")
     if body and plain and len(body) <= _JSON_LIMIT and body.lstrip()[:1] in (b"{", b"["):
         if rules.detect:
-            for match in _JSON_STRING.finditer(body):
-                value = match.group(1).decode("utf-8", "surrogateescape")
+            for raw in _JSON_STRING.findall(body):
+                if wanted is not None and raw not in wanted:
+                    continue
+                value = raw.decode("utf-8", "surrogateescape")
                 if _looks_generated_by_server(value):
                     yield value
         if rules.response_paths:
@@ -367,6 +372,11 @@ def detect(interactions: Sequence[Interaction], rules: DynamicRules) -> dict[str
     offered: dict[str, int] = {}
     found: dict[str, DynamicValue] = {}
     looking = rules.detect or rules.response_paths or rules.response_headers or rules.cookies
+    # A value no request holds is never looked up, so only those are offered: checking every
+    # string of every answer for an id's shape was most of the cost of loading (and of
+    # `baton diff OLD NEW`), and a set of the requests' values is cheap to build first.
+    sent = _sent_tokens(interactions) if looking else set()
+    sent_bytes = _as_bytes(sent)
     for number, interaction in enumerate(interactions):
         request = interaction.request
         if offered and any(token in offered for token in _quick_request_tokens(request)):
@@ -389,9 +399,34 @@ def detect(interactions: Sequence[Interaction], rules: DynamicRules) -> dict[str
             or response.stored is not None
         ):
             continue
-        for value in _quick_response_values(response, rules):
-            offered.setdefault(value, number)
+        for value in _quick_response_values(response, rules, sent_bytes):
+            if value in sent:
+                offered.setdefault(value, number)
     return found
+
+
+def _sent_tokens(interactions: Iterable[Interaction]) -> set[str]:
+    """Every value any request sends: what ``detect`` looks a value up with, found both ways
+    (the quick search and the parsed walk) so that nothing it could look up is missed."""
+    sent: set[str] = set()
+    for interaction in interactions:
+        request = interaction.request
+        sent.update(_quick_request_tokens(request))
+        if request.body:  # without a body the walk finds what the quick search found
+            sent.update(token for _, token in request_tokens(request))
+    return sent
+
+
+def _as_bytes(values: Iterable[str]) -> set[bytes]:
+    """``values`` as a body holds them: decoding with surrogateescape inverts this, so a
+    body's string equals a value exactly when their bytes are equal."""
+    out: set[bytes] = set()
+    for value in values:
+        try:
+            out.add(value.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:
+            continue  # a lone surrogate no decoded body can hold
+    return out
 
 
 def _origin(value: str, interaction: Interaction, number: int, rules: DynamicRules) -> str:

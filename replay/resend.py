@@ -112,6 +112,9 @@ class _Reply:
         self.size = 0
         self.done = False
         self.headers_complete = False
+        self.keep_alive = False
+        """Whether the connection may carry another request, as the answer said."""
+        self.parser: httptools.HttpResponseParser | None = None
         self._head_only = head_only
         self._limit = limit
         self._received = 0
@@ -140,6 +143,11 @@ class _Reply:
             self.chunks.append(body)
 
     def on_message_complete(self) -> None:
+        # Asked here, while the parser still holds this answer's flags: once feed_data
+        # returns, httptools (llhttp) has reset them and says False, and every request
+        # opened a connection of its own.
+        if self.parser is not None:
+            self.keep_alive = self.parser.should_keep_alive()
         self.done = True
 
 
@@ -212,6 +220,7 @@ class Resender:
         await connection.writer.drain()
         reply = _Reply(head_only, digest_only, self.max_body_bytes)
         parser = httptools.HttpResponseParser(reply)
+        reply.parser = parser
         while not reply.done:
             chunk = await connection.reader.read(1 << 16)
             if not chunk:
@@ -243,7 +252,7 @@ class Resender:
             if reply.digest is None
             else StoredBody("", (), reply.size, reply.digest.hexdigest()),
         )
-        return response, parser.should_keep_alive() and not head_only
+        return response, reply.keep_alive and not head_only
 
     async def send(self, request: Outgoing, *, digest_only: bool = False) -> Response:
         """Send ``request`` and return the answer; ``ResendError`` or ``TimeoutError`` if none.
@@ -293,11 +302,15 @@ class Resender:
                 reused = bool(self._idle)
                 connection = self._idle.pop() if reused else None
                 try:
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps its
+                    # coroutine in a task of its own, one more task per request.
                     if connection is None:
-                        connection = await asyncio.wait_for(self._connect(), self.timeout)
-                    response, keep = await asyncio.wait_for(
-                        self._exchange(connection, data, head_only, digest_only), self.timeout
-                    )
+                        async with asyncio.timeout(self.timeout):
+                            connection = await self._connect()
+                    async with asyncio.timeout(self.timeout):
+                        response, keep = await self._exchange(
+                            connection, data, head_only, digest_only
+                        )
                 except TimeoutError:
                     # (an OSError too, but never retried: an endless body would take twice)
                     if connection is not None:
