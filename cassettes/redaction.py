@@ -86,6 +86,8 @@ DEFAULT_FIELDS = frozenset(
     }
 )
 _URL_HEADERS = frozenset({"location", "content-location", "referer", "refresh"})
+_PLAIN, _SECRET, _URL = 0, 1, 2
+"""What a header name is to redaction: nothing, a secret, or a URL whose query may hold one."""
 
 PLACEHOLDER_PATTERN = re.compile(r"REDACTED-[0-9a-f]{16}")
 _PLACEHOLDER_BYTES = re.compile(rb"REDACTED-[0-9a-f]{16}")
@@ -301,16 +303,23 @@ class Redactor:
     def __init__(self, rules: RedactionRules | None = None, key: bytes | None = None) -> None:
         self.rules = rules if rules is not None else RedactionRules.build()
         self._key = key if key is not None else load_or_create_key()
-        # Header names repeat endlessly: remember each decision (bounded).
-        self._secret_headers: dict[str, bool] = {}
+        # Header names repeat endlessly: remember what each one is (bounded).
+        self._header_kinds: dict[str, int] = {}
 
-    def _header_is_secret(self, name: str) -> bool:
-        decision = self._secret_headers.get(name)
-        if decision is None:
-            decision = self.rules.header_is_secret(name)
-            if len(self._secret_headers) < 4096:
-                self._secret_headers[name] = decision
-        return decision
+    def _header_kind(self, name: str) -> int:
+        """``_SECRET``, ``_URL`` (may carry a query with secret fields) or ``_PLAIN``."""
+        kind = self._header_kinds.get(name)
+        if kind is None:
+            lowered = name.lower()
+            if self.rules.header_is_secret(name):
+                kind = _SECRET
+            elif lowered in _URL_HEADERS:
+                kind = _URL
+            else:
+                kind = _PLAIN
+            if len(self._header_kinds) < 4096:
+                self._header_kinds[name] = kind
+        return kind
 
     def placeholder(self, secret: str) -> str:
         """Return the stable placeholder for ``secret``."""
@@ -420,19 +429,25 @@ class Redactor:
     # -- pass 1 -------------------------------------------------------------
 
     def _headers(self, headers: Headers, found: _Found, where: str) -> Headers:
-        out = []
-        for name, value in headers:
+        # Most exchanges carry no secret header: then the same tuple comes back, unbuilt.
+        changed: list[tuple[str, str]] | None = None
+        for index, (name, value) in enumerate(headers):
+            kind = self._header_kind(name)
+            if kind == _PLAIN or not value:
+                continue
             lowered = name.lower()
-            if value and self._header_is_secret(name):
+            if kind == _SECRET:
                 new = redact_header_value(lowered, value, found.add)
-            elif lowered in _URL_HEADERS and "?" in value:
+            elif "?" in value:
                 new = self._url_query(value, found)
             else:
-                new = value
+                continue
             if new != value:
                 found.note(f"{where}.{lowered}")
-            out.append((name, new))
-        return tuple(out)
+                if changed is None:
+                    changed = list(headers)
+                changed[index] = (name, new)
+        return headers if changed is None else tuple(changed)
 
     def _url_query(self, url: str, found: _Found) -> str:
         head, _, query = url.partition("?")

@@ -23,7 +23,7 @@ from mitmproxy import ctx, exceptions, http
 
 from baton.cassettes.compression import BodyCompression
 from baton.cassettes.errors import CassetteError, RedactionError
-from baton.cassettes.model import Interaction
+from baton.cassettes.model import Interaction, Request
 from baton.cassettes.redaction import Redactor
 from baton.cassettes.writer import CassetteWriter, FsyncPolicy, PartStream
 from baton.proxy.flows import interaction_from_flow, request_from_flow
@@ -66,6 +66,9 @@ class Recorder:
         """True when the cassette was created for this run and removed again, nothing recorded."""
         self._state = StateCounter()
         """Writes seen per session, for each interaction's ``state`` tag (replay/state.py)."""
+        self._only_hosts: tuple[str, ...] = ()
+        self._only_paths: tuple[str, ...] = ()
+        """The filters, kept here: reading ``ctx.options`` costs microseconds on every hook."""
 
     def load(self, loader: object) -> None:
         add = loader.add_option  # type: ignore[attr-defined]
@@ -103,6 +106,10 @@ class Recorder:
         add("baton_state_writes", Sequence[str], [], "Routes 'METHOD /glob' that change state.")
 
     def configure(self, updated: set[str]) -> None:
+        if "baton_only_hosts" in updated:
+            self._only_hosts = tuple(h.lower() for h in ctx.options.baton_only_hosts)
+        if "baton_only_paths" in updated:
+            self._only_paths = tuple(ctx.options.baton_only_paths)
         if updated.intersection(_STATE_OPTIONS):
             try:
                 self._state = StateCounter(
@@ -142,22 +149,49 @@ class Recorder:
     def _selected(self, flow: http.HTTPFlow) -> bool:
         if flow.metadata.get("baton_sample", "keep") != "keep":
             return False  # left out by --sample / --per-endpoint-limit (proxy/sampling.py)
-        hosts = ctx.options.baton_only_hosts
-        if hosts and not any(
-            fnmatch.fnmatchcase(flow.request.pretty_host.lower(), h.lower()) for h in hosts
-        ):
-            return False
-        paths = ctx.options.baton_only_paths
+        hosts = self._only_hosts
+        if hosts:
+            host = flow.request.pretty_host.lower()
+            if not any(fnmatch.fnmatchcase(host, h) for h in hosts):
+                return False
+        paths = self._only_paths
+        if not paths:
+            return True
         path = flow.request.path.split("?", 1)[0]
-        return not paths or any(fnmatch.fnmatchcase(path, p) for p in paths)
+        return any(fnmatch.fnmatchcase(path, p) for p in paths)
 
     def request(self, flow: http.HTTPFlow) -> None:
         # Counted as requests arrive: an interaction's writes are the ones before it began.
         if self._writer is not None and self._selected(flow):
+            self._stamp_state(flow)
+
+    def _stamp_state(self, flow: http.HTTPFlow) -> None:
+        """Stamp the ``state`` tag from what the state rules read, not a whole conversion.
+
+        ``StateCounter.stamp`` reads the method, the path and the body
+        (``StateRules.is_write``), the headers only for a session named by a
+        header or cookie, and the client only for ``--session-by client``.
+        Converting the whole request here too (Host parsing, the query, every
+        header) doubled the conversion cost of every recorded exchange.
+        """
+        request = flow.request
+        session_kind = self._state.session_by.kind
+        client = None
+        if session_kind == "client":
             peer = flow.client_conn.peername
-            flow.metadata["baton_state"] = self._state.stamp(
-                request_from_flow(flow.request), f"{peer[0]}:{peer[1]}" if peer else None
+            client = f"{peer[0]}:{peer[1]}" if peer else None
+        if session_kind in ("header", "cookie"):
+            seen = request_from_flow(request)
+        else:
+            seen = Request(
+                method=request.method,
+                scheme="",
+                host="",
+                port=0,
+                path=request.path.split("?", 1)[0],
+                body=request.raw_content,
             )
+        flow.metadata["baton_state"] = self._state.stamp(seen, client)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         self._stream_if_needed(flow, request=True)

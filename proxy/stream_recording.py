@@ -49,7 +49,12 @@ from mitmproxy import http
 from baton.cassettes.model import Headers, Interaction, Request, Response
 from baton.cassettes.redaction import Redactor, StreamRedaction, stream_redaction
 from baton.cassettes.writer import CassetteWriter, PartStream
-from baton.proxy.flows import interaction_from_flow, request_from_flow, response_from_flow
+from baton.proxy.flows import (
+    header_value,
+    interaction_from_flow,
+    request_from_flow,
+    response_from_flow,
+)
 
 __all__ = [
     "BACKLOG_LIMIT",
@@ -88,7 +93,7 @@ def parse_size(text: str) -> int:
 
 
 def _content_length(headers: http.Headers) -> int | None:
-    value = headers.get("content-length")
+    value = header_value(headers, b"content-length")
     if value is None:
         return None
     try:
@@ -104,7 +109,8 @@ def response_should_stream(flow: http.HTTPFlow, threshold: int) -> bool:
         return False
     if response.stream:
         return True  # mitmproxy's stream_large_bodies chose it already
-    if response.headers.get("content-type", "").lower().startswith("text/event-stream"):
+    content_type = header_value(response.headers, b"content-type") or ""
+    if content_type.lower().startswith("text/event-stream"):
         return True
     length = _content_length(response.headers)
     if length is None:
@@ -122,7 +128,7 @@ def request_should_stream(flow: http.HTTPFlow, threshold: int) -> bool:
         return length > threshold
     # An HTTP/2 upload without a length is buffered as before: its headers do not tell
     # whether a body follows at all, and most clients send a length with a large one.
-    return "chunked" in request.headers.get("transfer-encoding", "").lower()
+    return "chunked" in (header_value(request.headers, b"transfer-encoding") or "").lower()
 
 
 class PartPump:
