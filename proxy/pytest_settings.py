@@ -122,6 +122,15 @@ def _file(value: Any) -> Path:
     return Path(value).expanduser()
 
 
+def _compression(value: Any) -> str:
+    from baton.cassettes.compression import BodyCompression
+
+    if not isinstance(value, str):
+        raise ValueError(f"expected zstd, zstd:LEVEL or none, got {value!r}")
+    parsed = BodyCompression.parse(value)  # a ValueError naming what is accepted
+    return str(parsed) if parsed else "none"
+
+
 def _faults(value: Any) -> tuple[str, ...]:
     from baton.replay.faults import parse_fault
 
@@ -301,6 +310,13 @@ SETTINGS: dict[str, Setting] = {
                     _file,
                     None,
                 ),
+                (
+                    "compress",
+                    "compress",
+                    "Store recorded bodies compressed: zstd, zstd:LEVEL (1-19) or none.",
+                    _compression,
+                    "none",
+                ),
             )
         ),
         Setting(
@@ -387,6 +403,7 @@ class TestSettings:
                 defaults=not v["no_default_redaction"],
                 key_file=None if v["redaction_key_file"] is None else str(v["redaction_key_file"]),
             ),
+            compress=v["compress"],
         )
 
     @property

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
+from baton.cassettes.compression import BodyCompression
 from baton.cassettes.errors import CassetteError, RedactionError
 from baton.cassettes.model import Interaction, Response
 from baton.cassettes.repair import backup_path
@@ -229,6 +230,12 @@ class Replayer:
         add("baton_run_log", str | None, None, "Write what was served here when done.")
         add("baton_faults", Sequence[str], [], "Fault rules: status=503,rate=0.1, reset, ...")
         add("baton_fault_seed", str | None, None, "Seed of the fault coin (an integer).")
+        add(
+            "baton_compress",
+            str,
+            "none",
+            "How new_episodes and all store bodies: zstd, zstd:LEVEL (1-19) or none.",
+        )
         # What new_episodes and all write is redacted by the same rules as a recording.
         declare_redaction_options(add)
 
@@ -293,6 +300,7 @@ class Replayer:
                     paths[0],
                     redactor=redactor_from_options(ctx.options),
                     meta={"recorded_with": "baton replay", "record_mode": self._mode.value},
+                    compression=BodyCompression.parse(ctx.options.baton_compress),
                     # A run that forwarded nothing leaves no empty cassette for `once`
                     # to mistake for a recording next time.
                     discard_if_empty=not existed,

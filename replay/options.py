@@ -49,6 +49,8 @@ class ReplayOptions:
     run_log: str | None = None
     """Where to write what was served when the replay stops (replay/run_log.py)."""
     fail_on_unused: bool = False
+    compress: str = "none"
+    """How ``new_episodes`` and ``all`` store bodies: ``zstd[:LEVEL]`` or ``none`` (--compress)."""
 
     def match_config(self, *, address: bool) -> MatchConfig:
         """The ``MatchConfig``; ``address=False`` in reverse mode. Raises ``ValueError``."""
@@ -105,6 +107,7 @@ class ReplayOptions:
             "baton_shift_time": self.shift_time,
             "baton_time_fields": list(self.time_fields),
             "baton_run_log": self.run_log,
+            "baton_compress": self.compress,
             **self.redaction,
         }
 

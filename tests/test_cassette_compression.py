@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,8 @@ from baton.cassettes.compression import (
 )
 from baton.cassettes.errors import CassetteFormatError
 from baton.cassettes.reader import read_cassette
-from tests.processes import Upstream, run_baton, start_baton, start_upstream
+from baton.proxy.pytest_settings import SETTINGS, TestSettings
+from tests.processes import Upstream, run_baton, start_baton
 
 PATHS = ["/json", "/html", "/xml", "/gzip", "/image/png", "/bytes/4096?seed=3", "/get"]
 POSTED = {"items": [{"id": n, "name": f"widget {n}", "tags": ["a", "b"]} for n in range(40)]}
@@ -74,17 +74,13 @@ def _record(upstream: Upstream, cassette: Path, confdir: Path, *flags: str) -> R
 
 @pytest.fixture(scope="module")
 def recordings(
-    tmp_path_factory: pytest.TempPathFactory, mitm_confdir: Path
-) -> Iterator[tuple[Recording, Recording]]:
+    tmp_path_factory: pytest.TempPathFactory, mitm_confdir: Path, httpbin: Upstream
+) -> tuple[Recording, Recording]:
     """The same exchanges recorded plain and with ``--compress zstd``."""
     folder = tmp_path_factory.mktemp("compression")
-    upstream = start_upstream("httpbin")
-    try:
-        plain = _record(upstream, folder / "plain.cassette", mitm_confdir)
-        packed = _record(upstream, folder / "zstd.cassette", mitm_confdir, "--compress", "zstd")
-    finally:
-        upstream.stop()
-    yield plain, packed
+    plain = _record(httpbin, folder / "plain.cassette", mitm_confdir)
+    packed = _record(httpbin, folder / "zstd.cassette", mitm_confdir, "--compress", "zstd")
+    return plain, packed
 
 
 def _stored_bodies(cassette: Path) -> dict[str, object]:
@@ -188,6 +184,49 @@ def test_show_export_diff_merge_and_repair_see_the_plain_bytes(
     for interaction in kept:
         got = interaction.response.body  # type: ignore[union-attr]
         assert got == packed.seen[interaction.request.target][1], interaction.request.target
+
+
+def test_replay_new_episodes_with_compress_appends_compressed_answers(
+    recordings: tuple[Recording, Recording], httpbin: Upstream, tmp_path: Path
+) -> None:
+    cassette = tmp_path / "episodes.cassette"
+    cassette.write_bytes(recordings[0].cassette.read_bytes())  # recorded plain
+    replayer = start_baton(
+        [
+            "replay",
+            str(cassette),
+            "--record-mode",
+            "new_episodes",
+            "--compress",
+            "zstd",
+            "--mode",
+            f"reverse:{httpbin.url}",
+            "--listen-port",
+            "0",
+        ]
+    )
+    try:
+        with httpx.Client(trust_env=False, timeout=30) as client:
+            new = client.get(replayer.url + "/anything/new-episode?size=large" + "&x=1" * 40)
+            old = client.get(replayer.url + "/json")
+    finally:
+        assert replayer.stop() == 0, replayer.output
+    assert new.status_code == 200 and old.content == recordings[0].seen["/json"][1]
+    with CassetteReader(cassette) as reader:
+        stored = [raw.value["response"]["body"] for raw in reader.objects()]
+    assert [type(body) for body in stored[:-1]] == [bytes] * len(recordings[0].seen)
+    assert isinstance(stored[-1], dict)  # the new episode, compressed
+    assert read_cassette(cassette)[-1].response.body == new.content  # type: ignore[union-attr]
+
+
+def test_the_pytest_plugin_takes_compress_from_the_configuration() -> None:
+    check = SETTINGS["compress"].check
+    assert check("zstd") == "zstd:3" and check("none") == "none"
+    with pytest.raises(ValueError, match="unknown compression"):
+        check("lz4")
+    values = {name: setting.default for name, setting in SETTINGS.items()} | {"compress": "zstd:5"}
+    options = TestSettings(values).replay_options.addon_options([], address=False)
+    assert options["baton_compress"] == "zstd:5"
 
 
 def test_a_bad_compress_value_is_one_line_and_exit_2(tmp_path: Path) -> None:

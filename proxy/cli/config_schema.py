@@ -31,6 +31,7 @@ _NOT_KEYS = {"help", "config", "no_config", "version"}
 # Keys that may sit at the top of [tool.baton] and apply to every command taking them.
 SHARED_KEYS = (
     "cassette_dir",
+    "compress",
     "listen_host",
     "redact_header",
     "redact_field",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from baton.cassettes.compression import BodyCompression
 from baton.proxy.cli.contract import live_checks, live_summary, spec_option
 from baton.proxy.cli.errors import InputError, user_errors
 from baton.proxy.cli.faults import FaultFlags, fault_options, fault_summary, serve_fault_metrics
@@ -24,6 +25,7 @@ from baton.proxy.cli.observability import (
 )
 from baton.proxy.cli.options import (
     RedactionFlags,
+    compression_option,
     configure_logging,
     listen_options,
     mitmproxy_options,
@@ -91,6 +93,7 @@ __all__ = ["replay"]
 @fault_options
 @limit_options
 @redaction_options
+@compression_option
 @click.option("--fail-on-miss", is_flag=True, help="Exit 1 at the end if any request missed.")
 @fidelity_options
 @observability_options
@@ -114,6 +117,7 @@ def replay(
     faults: FaultFlags,
     limits: ServerLimits,
     redaction: RedactionFlags,
+    compression: BodyCompression | None,
     fail_on_miss: bool,
     fidelity: FidelityFlags,
     spec: Path | None,
@@ -151,6 +155,7 @@ def replay(
         record_mode=mode.value,
         # What new_episodes and all record is redacted as `baton record` would.
         redaction=redaction.addon_options(),
+        compress=str(compression) if compression else "none",
         # State, sessions, dynamic values, time, the run log (proxy/cli/fidelity.py).
         **fidelity.replay_options(),
     )
