@@ -419,6 +419,8 @@ def _graphql_mismatch(name: str, expected: KeyPart, got: KeyPart) -> Mismatch:
 
 
 def _mismatch(name: str, expected: KeyPart, got: KeyPart) -> Mismatch:
+    if not (isinstance(expected, tuple) and isinstance(got, tuple) and expected and got):
+        return Mismatch(name, _show(expected), _show(got))  # a port (int), a method (str), ...
     if expected[:1] == got[:1] == ("graphql",):
         return _graphql_mismatch(name, expected, got)
     if name == "body" and expected[0] == got[0] == "json":

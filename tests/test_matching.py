@@ -157,3 +157,12 @@ def test_a_miss_names_the_closest_recorded_request_first() -> None:
     assert isinstance(miss, Miss)
     assert miss.near[0][0].path == "/items"
     assert [m.matcher for m in miss.near[0][1]] == ["query"]
+
+
+def test_a_miss_on_another_port_is_explained_with_both_ports() -> None:
+    """The port's key part is an int: the near-miss report showed a TypeError instead."""
+    index = Index(recorded(req("/items")))
+    other = Request("GET", "http", "api.test", 8080, "/items", (), "HTTP/1.1", (), b"")
+    miss = index.lookup(other)
+    assert isinstance(miss, Miss)
+    assert "port: recorded 80 | got 8080" in miss.report()
