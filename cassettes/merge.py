@@ -38,7 +38,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from baton.cassettes.codec import pack
 from baton.cassettes.compression import BodyCompression
@@ -212,11 +212,13 @@ def merge_cassettes(
     dedupe: bool = False,
     selection: MergeFilter | None = None,
     names: Sequence[str] | None = None,
+    compression: BodyCompression | Literal["keep"] | None = "keep",
 ) -> MergeReport:
     """Write the interactions of ``inputs`` that ``selection`` keeps into ``output``.
 
     ``names``: what the header lists as the inputs (the URLs a cache copy came
-    from, say); the paths themselves by default.
+    from, say); the paths themselves by default. ``compression``: how the
+    output stores bodies; ``"keep"`` compresses it when every input was.
 
     Raises ``CassetteError`` (``output`` untouched) for an input that cannot
     be read, an input named twice, or an output a recorder is writing to.
@@ -252,7 +254,7 @@ def merge_cassettes(
         os.close(fd)
         temp = Path(temp_name)
         try:
-            _copy(readers, temp, meta, dedupe, selection, report)
+            _copy(readers, temp, meta, dedupe, selection, report, compression)
             for reader in readers:
                 if reader.torn_at is not None:
                     report.torn.append(str(reader.path))
@@ -272,11 +274,15 @@ def _copy(
     dedupe: bool,
     selection: MergeFilter,
     report: MergeReport,
+    compression: BodyCompression | Literal["keep"] | None,
 ) -> None:
     seen: set[bytes] = set()
     # Already redacted when recorded: the copy is byte-for-byte what the inputs hold.
-    # Inputs that were all written compressed give a compressed output (meta holds common keys).
-    compression = BodyCompression.from_description(meta.get("body_compression"))
+    if compression == "keep":
+        # Inputs that were all written compressed give a compressed output (meta: common keys).
+        compression = BodyCompression.from_description(meta.get("body_compression"))
+    if compression is None:
+        meta.pop("body_compression", None)
     with CassetteWriter(temp, redactor=None, meta=meta, compression=compression) as writer:
         for interaction in interleaved(readers):
             report.read += 1

@@ -385,3 +385,37 @@ def test_lint_finds_a_secret_inside_a_compressed_body(tmp_path: Path) -> None:
     result = run_baton(["lint", str(path)])
     assert result.returncode == 1, result.stdout + result.stderr
     assert "JWT" in result.stdout
+
+
+def test_merge_compresses_a_cassette_in_place_and_back_and_import_compresses(
+    recordings: tuple[Recording, Recording], tmp_path: Path
+) -> None:
+    plain = recordings[0]
+    cassette = tmp_path / "api.cassette"
+    cassette.write_bytes(plain.cassette.read_bytes())
+    bodies = [i.response.body for i in read_cassette(cassette)]  # type: ignore[union-attr]
+
+    squeezed = run_baton(["merge", str(cassette), str(cassette), "--compress", "zstd"])
+    assert squeezed.returncode == 0, squeezed.stderr
+    assert isinstance(_stored_bodies(cassette)["/json"], dict)
+    assert cassette.stat().st_size < 0.8 * plain.cassette.stat().st_size
+    assert [i.response.body for i in read_cassette(cassette)] == bodies  # type: ignore[union-attr]
+
+    unsqueezed = run_baton(["merge", str(cassette), str(cassette), "--compress", "none"])
+    assert unsqueezed.returncode == 0, unsqueezed.stderr
+    assert isinstance(_stored_bodies(cassette)["/json"], bytes)
+    with CassetteReader(cassette) as reader:
+        assert "body_compression" not in reader.meta
+    assert [i.response.body for i in read_cassette(cassette)] == bodies  # type: ignore[union-attr]
+
+    bad = run_baton(["merge", str(cassette), str(cassette), "--compress", "gzip"])
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "--compress: unknown compression 'gzip'" in bad.stderr
+
+    timeline = Path(__file__).parent / "corpus/vcrpy/tweepy-test_asyncclient_get_home_timeline.yaml"
+    imported = tmp_path / "imported.cassette"
+    result = run_baton(["import", str(timeline), "-o", str(imported), "--compress", "zstd"])
+    assert result.returncode == 0, result.stderr
+    with CassetteReader(imported) as reader:
+        assert [type(raw.value["response"]["body"]) for raw in reader.objects()] == [dict]
+    assert b'"data"' in (read_cassette(imported)[0].response.body or b"")  # type: ignore[union-attr]

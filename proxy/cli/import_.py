@@ -6,10 +6,16 @@ from pathlib import Path
 
 import click
 
+from baton.cassettes.compression import BodyCompression
 from baton.cassettes.wording import plural
 from baton.cassettes.writer import CassetteWriter
 from baton.proxy.cli.errors import InputError, user_errors
-from baton.proxy.cli.options import RedactionFlags, configure_logging, redaction_options
+from baton.proxy.cli.options import (
+    RedactionFlags,
+    compression_option,
+    configure_logging,
+    redaction_options,
+)
 
 __all__ = ["import_"]
 
@@ -31,11 +37,13 @@ __all__ = ["import_"]
     help="Force the format [default: detected from the content].",
 )
 @redaction_options
+@compression_option
 def import_(
     sources: tuple[Path, ...],
     cassette: Path,
     source_format: str | None,
     redaction: RedactionFlags,
+    compression: BodyCompression | None,
 ) -> None:
     """Import HAR, VCR.py cassettes or mitmproxy flow files into CASSETTE, redacted.
 
@@ -62,7 +70,10 @@ def import_(
     with (
         user_errors(),
         CassetteWriter(
-            cassette, redactor=redactor, meta={"imported_with": "baton import"}
+            cassette,
+            redactor=redactor,
+            meta={"imported_with": "baton import"},
+            compression=compression,
         ) as writer,
     ):
         for source, kind, result in results:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import click
 
+from baton.cassettes.compression import BodyCompression
 from baton.cassettes.merge import MergeFilter, merge_cassettes
 from baton.cassettes.wording import plural
 from baton.proxy.cli.errors import InputError, user_errors
@@ -32,6 +34,16 @@ def parse_when(text: str, option: str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def _compression(value: str) -> BodyCompression | Literal["keep"] | None:
+    """``--compress`` checked here, so a bad value is one line and exit 2."""
+    if value.strip().lower() == "keep":
+        return "keep"
+    try:
+        return BodyCompression.parse(value)
+    except ValueError as exc:
+        raise InputError(f"--compress: {exc}; or keep") from exc
 
 
 @click.command()
@@ -62,6 +74,16 @@ def parse_when(text: str, option: str) -> float:
     metavar="GLOB",
     help="Keep requests whose path matches GLOB (repeatable), e.g. '/api/*'.",
 )
+@click.option(
+    "--compress",
+    "compression",
+    default="keep",
+    show_default=True,
+    metavar="zstd[:LEVEL]|none|keep",
+    callback=lambda ctx, param, value: _compression(value),
+    help="How OUTPUT stores bodies: keep (compressed when every input was), zstd[:LEVEL], or "
+    "none (plain, for a baton from before compression).",
+)
 def merge(
     output: Path,
     inputs: tuple[str, ...],
@@ -70,6 +92,7 @@ def merge(
     until: str | None,
     hosts: tuple[str, ...],
     paths: tuple[str, ...],
+    compression: BodyCompression | Literal["keep"] | None,
 ) -> None:
     """Merge the cassettes INPUTS (paths, globs, directories, URLs) into OUTPUT, by recorded time.
 
@@ -83,6 +106,7 @@ def merge(
       baton merge week.cassette shards/orders-api.*.cassette --dedupe
       baton merge day.cassette week.cassette --since 2026-11-29 --until 2026-11-30
       baton merge orders.cassette all.cassette --host orders.internal --path '/api/*'
+      baton merge api.cassette api.cassette --compress zstd    # compress one in place
     """
     configure_logging(0, False)
     selection = MergeFilter(
@@ -107,6 +131,7 @@ def merge(
             dedupe=dedupe,
             selection=selection,
             names=[source.location for source in sources],
+            compression=compression,
         )
     left_out = [
         (report.duplicates, "duplicate"),
