@@ -52,13 +52,17 @@ __all__ = [
 ]
 
 FORMAT_NAME = "baton-cassette"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 # Older versions are upgraded one step at a time, object by object, when read:
 # MIGRATIONS[n] turns a version-n interaction object into a version-(n+1) one.
 # 1 -> 2 only added the part record and optional fields, so a version-1
-# interaction is already a version-2 one.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: lambda obj: obj}
+# interaction is already a version-2 one; 2 -> 3 only added the trailing
+# index record (cassettes/trailing_index.py).
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: lambda obj: obj,
+    2: lambda obj: obj,
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,16 +26,18 @@ Streams (format 2) add three things, each optional:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Protocol, cast
 from urllib.parse import urlencode
 
 from baton.cassettes.grpc_model import GrpcCall
 
 __all__ = [
+    "BodySource",
     "Chunk",
     "Headers",
     "Interaction",
+    "LazyResponse",
     "Pairs",
     "Request",
     "Response",
@@ -203,3 +205,81 @@ class Interaction:
     def with_tags(self, **extra: Any) -> Interaction:
         """Return a copy with ``extra`` merged into the tags."""
         return replace(self, tags={**self.tags, **extra})
+
+
+_BODY_SLOT = Response.__dict__["body"]
+
+
+class BodySource(Protocol):
+    """Where a ``LazyResponse``'s body is read from (cassettes/reader.py)."""
+
+    def body(self, response: LazyResponse) -> bytes | None:
+        """The body of ``response``, read from the file and checked."""
+        ...
+
+
+class LazyResponse(Response):
+    """A response whose body stays in the cassette file until first asked for.
+
+    Made by ``cassettes.reader.load_lazily`` for replay: opening a large
+    cassette costs its requests and response heads, and memory holds the
+    bodies that were served. It is a ``Response`` in every way: reading
+    ``body`` reads it from the file once and keeps it, and it compares equal
+    to the ``Response`` a full read gives.
+    """
+
+    __slots__ = ("_interaction_id", "_length", "_offset", "_source")
+    _source: BodySource
+    _offset: int
+    _length: int
+    _interaction_id: str
+
+    @classmethod
+    def placed(
+        cls, head: Response, source: BodySource, interaction_id: str, offset: int, length: int
+    ) -> LazyResponse:
+        """``head`` (its body not read) whose body lies in the interaction record at ``offset``."""
+        made = object.__new__(cls)
+        for name in ("status", "reason", "http_version", "headers", "trailers"):
+            object.__setattr__(made, name, getattr(head, name))
+        object.__setattr__(made, "chunks", None)
+        object.__setattr__(made, "stored", None)
+        object.__setattr__(made, "_source", source)
+        object.__setattr__(made, "_interaction_id", interaction_id)
+        object.__setattr__(made, "_offset", offset)
+        object.__setattr__(made, "_length", length)
+        return made
+
+    @property
+    def location(self) -> tuple[str, int, int]:
+        """(interaction id, byte offset, length) of the record holding the body."""
+        return self._interaction_id, self._offset, self._length
+
+    @property
+    def loaded(self) -> bool:
+        """True once the body has been read from the file (or was given)."""
+        try:
+            _BODY_SLOT.__get__(self, Response)
+        except AttributeError:
+            return False
+        return True
+
+    @property
+    def body(self) -> bytes | None:
+        try:
+            return cast("bytes | None", _BODY_SLOT.__get__(self, Response))
+        except AttributeError:
+            body = self._source.body(self)
+            _BODY_SLOT.__set__(self, body)
+            return body
+
+    @body.setter
+    def body(self, value: bytes | None) -> None:
+        _BODY_SLOT.__set__(self, value)  # dataclasses.replace() builds copies through it
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Response):
+            return NotImplemented
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(Response))
+
+    __hash__ = None  # type: ignore[assignment]

@@ -41,9 +41,31 @@ from baton.cassettes.codec import (
     part_from_object,
 )
 from baton.cassettes.errors import CassetteError, CassetteFormatError
-from baton.cassettes.model import Chunk, Interaction, StoredBody, WebSocketMessage
+from baton.cassettes.model import (
+    Chunk,
+    Interaction,
+    LazyResponse,
+    StoredBody,
+    WebSocketMessage,
+)
+from baton.cassettes.trailing_index import (
+    INDEX_RECORD_PREFIX,
+    IndexEntry,
+    TrailingIndexError,
+    index_record_start,
+    is_index_record,
+    read_trailing_index,
+)
 
-__all__ = ["CassetteReader", "RawObject", "ReadLimits", "read_cassette", "read_stored_chunks"]
+__all__ = [
+    "CassetteReader",
+    "LazyCassette",
+    "RawObject",
+    "ReadLimits",
+    "load_lazily",
+    "read_cassette",
+    "read_stored_chunks",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +195,12 @@ class CassetteReader:
         self.orphan_parts = 0
         """Parts of streams no interaction closed (a recorder killed mid-stream), once read."""
         self.file_size = 0
+        self.trailing_index_at: int | None = None
+        """Byte offset of an index record that was the last object read (format 3), if any."""
+        self.failed_at: int | None = None
+        """Byte offset of the object that was not valid msgpack, once met."""
+        self.stale_index_at: int | None = None
+        """Byte offset of an index record that more objects followed (stale), once read."""
         try:
             self._file: IO[bytes] = open(self.path, "rb")  # noqa: SIM115 - closed in close()
         except FileNotFoundError as exc:
@@ -242,7 +270,8 @@ class CassetteReader:
     def objects(self) -> Iterator[RawObject]:
         """Yield the raw objects after the header, with their byte offsets.
 
-        Stops quietly at a torn last object (setting ``torn_at``) and raises
+        Index records (format 3) are not yielded: they say where the others
+        are and are rebuilt by every writer. Stops quietly at a torn last object (setting ``torn_at``) and raises
         ``CassetteFormatError`` at bytes that are not msgpack at all.
         """
         while True:
@@ -264,12 +293,19 @@ class CassetteReader:
                         )
                 return
             except Exception as exc:
+                self.failed_at = offset
                 # msgpack's exceptions often have empty messages: name the type.
                 detail = str(exc) or "malformed data"
                 raise CassetteFormatError(
                     f"{self.path}: interaction {self._count + 1} at byte {offset}: "
                     f"not valid msgpack ({type(exc).__name__}: {detail})"
                 ) from exc
+            if is_index_record(value):
+                # A writer's trailing index (format 3); one in the middle of the file is stale.
+                self.trailing_index_at = offset
+                continue
+            if self.trailing_index_at is not None:
+                self.stale_index_at, self.trailing_index_at = self.trailing_index_at, None
             self._count += 1
             yield RawObject(self._count, offset, self._unpacker.tell(), value)
 
@@ -355,3 +391,263 @@ def read_cassette(
     """Read every complete interaction of a cassette into a list."""
     with CassetteReader(path, limits) as reader:
         return list(reader)
+
+
+class _FileAnswers:
+    """Reads the bodies of a cassette's ``LazyResponse``s back by offset (``os.pread``).
+
+    It keeps its own descriptor of the file that was opened, so a cassette
+    replaced on disk meanwhile (repaired, re-recorded) still answers from
+    the bytes that were indexed. pread rather than mmap: a file cut shorter
+    under an mmap kills the process with SIGBUS; pread returns short.
+    """
+
+    def __init__(self, path: Path, fd: int, version: int, limits: ReadLimits) -> None:
+        self.path = path
+        self.version = version
+        self.limits = limits
+        self._fd = fd
+
+    def __del__(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def pread(self, length: int, offset: int) -> bytes:
+        """``length`` bytes of the file at ``offset`` (fewer at its end)."""
+        return os.pread(self._fd, length, offset)
+
+    def read_object(self, offset: int, length: int, what: str) -> Any:
+        """The one msgpack object at ``offset``, exactly ``length`` bytes long."""
+        limits = self.limits
+        try:
+            return msgpack.unpackb(
+                os.pread(self._fd, length, offset),
+                raw=False,
+                strict_map_key=True,
+                max_bin_len=limits.max_bin_bytes,
+                max_str_len=limits.max_str_bytes,
+                max_array_len=limits.max_array_len,
+                max_map_len=limits.max_map_len,
+                max_ext_len=0,
+            )
+        except Exception as exc:
+            raise CassetteError(
+                f"{self.path}: {what} at byte {offset} cannot be read back "
+                f"({type(exc).__name__}); was the cassette changed since it was opened?"
+            ) from exc
+
+    def interaction(self, identity: str, offset: int, length: int) -> Interaction:
+        """The whole interaction at ``offset``, which must be the one called ``identity``."""
+        where = f"{self.path}: interaction {identity!r} at byte {offset}"
+        obj = self.read_object(offset, length, f"interaction {identity!r}")
+        if type(obj) is not dict or obj.get("id") != identity:
+            raise CassetteError(
+                f"{where}: the file holds another object there; "
+                "was the cassette changed since it was opened?"
+            )
+        return interaction_from_object(obj, where, self.version)
+
+    def body(self, response: LazyResponse) -> bytes | None:
+        """The body of ``response``, read from its interaction's record and checked."""
+        identity, offset, length = response.location
+        full = self.interaction(identity, offset, length).response
+        if full is None or (full.status, full.reason, full.headers, full.trailers) != (
+            response.status,
+            response.reason,
+            response.headers,
+            response.trailers,
+        ):
+            raise CassetteError(
+                f"{self.path}: interaction {identity!r} at byte {offset}: its response differs "
+                "from the one indexed; was the cassette changed since it was opened?"
+            )
+        return full.body
+
+
+@dataclass
+class LazyCassette:
+    """A cassette opened for replay: its interactions, their response bodies left in the file."""
+
+    path: Path
+    header: dict[str, Any]
+    interactions: list[Interaction]
+    """Plain interactions carry a ``LazyResponse``; streams and messages are read whole."""
+    source: str
+    """``"index"`` (its trailing index record was used) or ``"scan"`` (every object read)."""
+    why_scanned: str | None = None
+    """Why the index record was not used: ``absent``, ``stale (...)``, ``damaged (...)``."""
+    torn_at: int | None = None
+    orphan_parts: int = 0
+
+
+def _plain(interaction: Interaction) -> bool:
+    """True when its response body can be left in the file (no streams, no messages)."""
+    request, response = interaction.request, interaction.response
+    return (
+        response is not None
+        and response.chunks is None
+        and response.stored is None
+        and request.chunks is None
+        and request.stored is None
+        and interaction.websocket is None
+        and interaction.grpc is None
+    )
+
+
+def _with_lazy_body(
+    interaction: Interaction, answers: _FileAnswers, offset: int, length: int
+) -> Interaction:
+    """``interaction`` (just built, not yet shared) with its response body left in the file."""
+    assert interaction.response is not None
+    lazy = LazyResponse.placed(interaction.response, answers, interaction.id, offset, length)
+    # A fresh value no one else holds yet: setting the field beats a copy per interaction.
+    object.__setattr__(interaction, "response", lazy)
+    return interaction
+
+
+def _from_entries(entries: list[IndexEntry], answers: _FileAnswers) -> list[Interaction]:
+    """The interactions the index record lists; ``CassetteError`` when an entry does not hold."""
+    out: list[Interaction] = []
+    append = out.append
+    path, version, limits = answers.path, answers.version, answers.limits
+    for entry in entries:
+        where = f"{path}: index entry for byte {entry.offset}"
+        head = entry.head
+        if head is not None:
+            interaction = interaction_from_object(head, where, version)
+            if interaction.response is None:  # an upstream error: nothing left in the file
+                append(interaction)
+            elif _plain(interaction):
+                append(_with_lazy_body(interaction, answers, entry.offset, entry.length))
+            else:
+                raise CassetteFormatError(f"{where}: streams in an entry read lazily")
+            continue
+        streams = _Streams(path, limits)
+        for offset, length in entry.parts:
+            value = answers.read_object(offset, length, "a part")
+            streams.add(part_from_object(value, where), offset, offset + length, where)
+        obj = answers.read_object(entry.offset, entry.length, "an interaction")
+        if type(obj) is not dict:
+            raise CassetteFormatError(f"{where}: the file holds no interaction there")
+        append(interaction_from_object(obj, where, version, streams))
+    return out
+
+
+def _damaged_index(
+    reader: CassetteReader, answers: _FileAnswers, offset: int | None, index_at: int | None
+) -> bool:
+    """True when the object at ``offset`` is (what is left of) the trailing index record:
+    where the file's tail points, or starting as one does, or right after one."""
+    if offset is None:
+        return False
+    if not (
+        offset == index_at
+        or reader.trailing_index_at is not None
+        or answers.pread(len(INDEX_RECORD_PREFIX), offset) == INDEX_RECORD_PREFIX
+    ):
+        return False
+    logger.warning("%s: damaged index record at byte %d ignored", reader.path, offset)
+    return True
+
+
+def _scanned(
+    reader: CassetteReader, answers: _FileAnswers, index_at: int | None
+) -> list[Interaction]:
+    """Every interaction, read in full and checked; plain ones drop their response bodies.
+
+    ``index_at``: where the file's last bytes say an index record starts. A
+    damaged one there (it did not check out) ends the scan with a warning
+    instead of failing the cassette: it only ever said where the rest is.
+    """
+    out: list[Interaction] = []
+    streams = _Streams(reader.path, reader.limits)
+    version = reader.version
+    objects = reader.objects()
+    while True:
+        try:
+            raw = next(objects)
+        except StopIteration:
+            break
+        except CassetteFormatError:
+            if not _damaged_index(reader, answers, reader.failed_at, index_at):
+                raise
+            break
+        if _damaged_index(reader, answers, raw.offset, index_at):
+            break  # not an index record any more, nor anything else baton writes
+        where = f"{reader.path}: object {raw.number} at byte {raw.offset}"
+        if is_part(raw.value):
+            streams.add(part_from_object(raw.value, where), raw.offset, raw.end, where)
+            continue
+        full = interaction_from_object(
+            raw.value,
+            f"{reader.path}: interaction {raw.number} at byte {raw.offset}",
+            version,
+            streams,
+        )
+        if _plain(full):
+            full = _with_lazy_body(full, answers, raw.offset, raw.end - raw.offset)
+        out.append(full)
+    reader.orphan_parts = sum(len(g.spans) for g in streams.open.values())
+    return out
+
+
+def load_lazily(path: str | os.PathLike[str], limits: ReadLimits | None = None) -> LazyCassette:
+    """Open a cassette for replay: its interactions with their response bodies left in the file.
+
+    A valid trailing index record (format 3) is read instead of every
+    interaction; without one (absent, stale, damaged) every object is read
+    and checked, as ``CassetteReader`` does, and the bodies are dropped
+    again. Either way a body is read back by offset when first asked for,
+    so memory holds the requests, the response heads and what was served.
+    Raises ``CassetteError``.
+    """
+    with CassetteReader(path, limits, warn_torn=False) as reader:
+        answers = _FileAnswers(
+            reader.path, os.dup(reader._file.fileno()), reader.version, reader.limits
+        )
+        why: str | None = None
+        try:
+            entries = read_trailing_index(
+                answers.pread,
+                reader.file_size,
+                reader.header_end,
+                reader.limits.max_object_bytes,
+                reader.limits.max_str_bytes,
+            )
+            interactions = _from_entries(entries, answers)
+        except (TrailingIndexError, CassetteError) as exc:
+            why = str(exc) if isinstance(exc, TrailingIndexError) else f"damaged ({exc})"
+            logger.debug("%s: index record not used (%s); scanning", reader.path, why)
+            interactions = _scanned(
+                reader, answers, index_record_start(answers.pread, reader.file_size)
+            )
+            if reader.stale_index_at is not None and why == "absent":
+                why = (
+                    f"stale (the index record at byte {reader.stale_index_at} has objects after it)"
+                )
+            if reader.torn_at is not None:
+                logger.warning(
+                    "%s: torn object at byte %d (%d bytes) skipped; `baton repair %s` removes it",
+                    reader.path,
+                    reader.torn_at,
+                    reader.file_size - reader.torn_at,
+                    reader.path,
+                )
+            if reader.orphan_parts:
+                logger.warning(
+                    "%s: %d parts of unfinished streams skipped (a recorder stopped mid-stream); "
+                    "`baton repair %s` removes them",
+                    reader.path,
+                    reader.orphan_parts,
+                    reader.path,
+                )
+        return LazyCassette(
+            reader.path,
+            reader.header,
+            interactions,
+            "scan" if why is not None else "index",
+            why,
+            reader.torn_at,
+            reader.orphan_parts,
+        )

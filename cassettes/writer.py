@@ -39,6 +39,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import logging
 import os
 import threading
 import uuid
@@ -64,8 +65,11 @@ from baton.cassettes.errors import CassetteError, CassetteLockedError, CassetteT
 from baton.cassettes.model import Chunk, Interaction, Request, Response
 from baton.cassettes.reader import CassetteReader
 from baton.cassettes.redaction import Redactor
+from baton.cassettes.trailing_index import IndexBuilder, entry_for, is_index_record, stream_ids
 
 __all__ = ["CassetteWriter", "FsyncPolicy", "PartStream"]
+
+logger = logging.getLogger(__name__)
 
 
 class FsyncPolicy(StrEnum):
@@ -130,7 +134,7 @@ class PartStream:
     ) -> None:
         """Append one piece now (thread-safe); ``from_client``/``is_text`` for WebSocket only."""
         with self._writer._lock:
-            self._writer._write_part(self._part(data, offset_ms, from_client, is_text))
+            self._writer._write_part(self._part(data, offset_ms, from_client, is_text), self.id)
 
     async def write_async(
         self,
@@ -186,6 +190,13 @@ class CassetteWriter:
         self._version = FORMAT_VERSION
         """The version the file's header names (an older file is upgraded at its first part)."""
         self._flusher: asyncio.Task[None] | None = None
+        self._index = IndexBuilder()
+        """The trailing index record's entries so far (cassettes/trailing_index.py)."""
+        self._part_spans: dict[str, list[list[int]]] = {}
+        """[offset, length] of the parts written for streams no interaction has closed yet."""
+        self._trailing_index_at: int | None = None
+        """Where the index record an earlier writer left at the end lies; cut at the first write."""
+        self._changed = False
         self.count = 0
         """Interactions appended by this writer."""
         self.created = False
@@ -260,17 +271,29 @@ class CassetteWriter:
         """Validate the existing file to its end; return its header's version."""
         # Reading to the end also validates the header and every object, so a
         # foreign or damaged file is refused before anything is added to it.
+        # The same walk lists what is already there for the index record written at close.
         with CassetteReader(self.path, warn_torn=False) as reader:
-            for _ in reader.objects():
-                pass
+            for raw in reader.objects():
+                self._indexed(raw.value, raw.offset, raw.end - raw.offset)
             if reader.torn_at is not None:
                 raise CassetteTornError(
                     f"{self.path}: ends in a torn object at byte {reader.torn_at}; "
                     f"run `baton repair {self.path}` before recording into it"
                 )
+            self._trailing_index_at = reader.trailing_index_at
             return reader.version
 
-    def _upgrade_header(self) -> None:
+    def _indexed(self, obj: Any, offset: int, length: int) -> None:
+        """Note one object written at ``offset`` for the index record."""
+        if type(obj) is not dict or is_index_record(obj):
+            return
+        if "part" in obj:
+            self._part_spans.setdefault(str(obj["part"]), []).append([offset, length])
+            return
+        parts = [span for sid in stream_ids(obj) for span in self._part_spans.pop(sid, ())]
+        self._index.add(entry_for(obj, offset, length, parts))
+
+    def _upgrade_header(self, to: int = FORMAT_VERSION) -> None:
         """Make an older file's header name this format before the first part goes in.
 
         A format-1 reader would stop at a part record with a message about a
@@ -278,7 +301,7 @@ class CassetteWriter:
         newer baton wrote the file. The version is one msgpack byte (a
         positive fixint), so it is patched in place with one ``pwrite``.
         """
-        if self._version >= FORMAT_VERSION:
+        if self._version >= to:
             return
         with open(self.path, "rb") as handle:
             head = handle.read(4096)
@@ -294,25 +317,36 @@ class CassetteWriter:
                 os.fstat(self._fd).st_dev,
             ):
                 raise CassetteError(f"{self.path}: was replaced while being written")
-            os.pwrite(patch, bytes([FORMAT_VERSION]), at + len(marker))
+            os.pwrite(patch, bytes([to]), at + len(marker))
             if self.fsync is not FsyncPolicy.NEVER:
                 os.fsync(patch)
         finally:
             os.close(patch)
-        self._version = FORMAT_VERSION
+        self._version = to
 
-    def _write_part(self, data: bytes) -> None:
-        """Write one packed part record; the caller holds the lock."""
+    def _write_part(self, data: bytes, stream: str) -> None:
+        """Write one packed part record of ``stream``; the caller holds the lock."""
         if self._fd < 0:
             raise CassetteError(f"{self.path}: writer is closed")
-        self._upgrade_header()
-        self._write_all(data)
+        self._upgrade_header(2)  # parts came with format 2
+        start = self._write_all(data)
+        self._part_spans.setdefault(stream, []).append([start, len(data)])
 
     def open_stream(self, transform: Callable[[bytes], bytes] | None = None) -> PartStream:
         """A new stream to write as parts; name its ``ref`` in the interaction that closes it."""
         return PartStream(self, transform)
 
-    def _write_all(self, data: bytes) -> None:
+    def _write_all(self, data: bytes) -> int:
+        """Append ``data`` whole; return the byte offset it starts at."""
+        if self._trailing_index_at is not None:
+            # An earlier writer's index record would go stale in the middle of the file:
+            # cut it (the file stays a valid stream); close writes a new one.
+            try:
+                os.ftruncate(self._fd, self._trailing_index_at)
+            except OSError as exc:
+                raise CassetteError(f"{self.path}: cannot append: {exc.strerror}") from exc
+            self._trailing_index_at = None
+        self._changed = True
         start = os.lseek(self._fd, 0, os.SEEK_END)
         view = memoryview(data)
         try:
@@ -326,6 +360,7 @@ class CassetteWriter:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, start)
             raise CassetteError(f"{self.path}: cannot append: {exc.strerror or exc}") from exc
+        return start
 
     def append(
         self, interaction: Interaction, streams: Mapping[str, PartStream] | None = None
@@ -346,26 +381,76 @@ class CassetteWriter:
             for place, pieces in _held_streams(stored, refs):
                 stream = PartStream(self)
                 for piece in pieces:
-                    self._write_part(stream._part(*piece))
+                    self._write_part(stream._part(*piece), stream.id)
                 refs[place] = stream.ref
             if self.compression is not None:
                 self._upgrade_header()  # an older reader says "upgrade" instead of misreading
-            self._write_all(pack(interaction_to_object(stored, refs, self.compression)))
+            obj = interaction_to_object(stored, refs, self.compression)
+            data = pack(obj)
+            start = self._write_all(data)
+            self._indexed(obj, start, len(data))
             self.count += 1
         return stored
+
+    INLINE_BODY_LIMIT = 256 << 10
+    """Interactions whose bodies together are this small may be appended on the event loop."""
+    SLOW_INLINE = 0.005
+    """An inline append slower than this (seconds) sends appends to the thread for a while."""
+    _threaded_until = 0.0
+    """Loop time before which every ``append_async`` goes to the writer thread."""
 
     async def append_async(
         self, interaction: Interaction, streams: Mapping[str, PartStream] | None = None
     ) -> Interaction:
-        """``append`` on the writer thread, awaited without blocking the event loop.
+        """``append`` awaited without holding the event loop on the disk.
 
         Interactions are written in the order their calls were made. Calls that
         arrive while a write is under way are handed to the writer thread
         together (group commit): one thread hop per batch instead of one per
         interaction, still one ``write`` and one outcome per interaction.
+
+        A small interaction (no streams, bodies up to ``INLINE_BODY_LIMIT``)
+        that finds the writer idle is appended right here instead: redaction
+        and packing hold the GIL on whichever thread they run, the write to the
+        page cache takes microseconds, and the hop to the thread and back (an
+        executor item, two wake-ups) cost the recorder more CPU than all of
+        them (issue 17). Its bytes are with the OS before this returns, as on
+        the thread. An inline append slower than ``SLOW_INLINE`` (a stalled
+        disk) sends appends to the thread for the next 10 s, so a slow disk
+        holds the event loop once, not per request; ``fsync=every`` always
+        uses the thread.
         """
+        if self._may_append_inline(interaction, streams):
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            try:
+                return self.append(interaction)
+            finally:
+                if loop.time() - started > self.SLOW_INLINE:
+                    self._threaded_until = loop.time() + 10.0
         result: Interaction = await self._submit(lambda: self.append(interaction, streams))
         return result
+
+    def _may_append_inline(
+        self, interaction: Interaction, streams: Mapping[str, PartStream] | None
+    ) -> bool:
+        """True when appending on the caller's loop is cheap and keeps the order of appends."""
+        if streams or self.fsync is FsyncPolicy.EVERY or self._pending or self._lock.locked():
+            return False
+        if self._flusher is not None and not self._flusher.done():
+            return False  # a batch is on the writer thread: this one comes after it
+        if asyncio.get_running_loop().time() < self._threaded_until:
+            return False
+        if interaction.websocket is not None or interaction.grpc is not None:
+            return False
+        size = 0
+        for message in (interaction.request, interaction.response):
+            if message is None:
+                continue
+            if message.chunks is not None or message.stored is not None:
+                return False
+            size += len(message.body or b"")
+        return size <= self.INLINE_BODY_LIMIT
 
     async def _submit(self, work: Callable[[], Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -423,11 +508,27 @@ class CassetteWriter:
                 ):
                     os.unlink(self.path)
                     self.discarded = True
-                elif self.fsync is not FsyncPolicy.NEVER:
-                    os.fsync(self._fd)
+                else:
+                    if self._changed:
+                        self._write_index()
+                    if self.fsync is not FsyncPolicy.NEVER:
+                        os.fsync(self._fd)
             finally:
                 os.close(self._fd)
                 self._fd = -1
+
+    def _write_index(self) -> None:
+        """Append the trailing index record (format 3 files only); the caller holds the lock.
+
+        It is an optimisation, so failing to write it (a full disk) costs
+        readers a scan, never the recording: the failure is logged.
+        """
+        if self._version < 3:
+            return  # an older file stays readable by the baton that wrote it: no index, no upgrade
+        try:
+            self._write_all(self._index.record(os.lseek(self._fd, 0, os.SEEK_END)))
+        except (CassetteError, OSError) as exc:
+            logger.warning("%s: index record not written (%s); readers will scan", self.path, exc)
 
     def _run_left_over(self) -> None:
         """Write what ``append_async`` accepted but whose turn had not come when the loop stopped.

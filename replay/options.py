@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.cassettes.model import Interaction
-from baton.cassettes.reader import read_cassette
+from baton.cassettes.reader import load_lazily
 from baton.cassettes.redaction import RedactionRules, Redactor, load_or_create_key
 from baton.replay.dynamic_values import DynamicRules
 from baton.replay.index import ExhaustedPolicy, Index
@@ -82,9 +82,15 @@ class ReplayOptions:
         )
 
     def load(self, cassettes: Iterable[Path], *, address: bool) -> Index:
-        """Read the cassettes that exist and index them, in the order given."""
+        """Read the cassettes that exist and index them, in the order given.
+
+        Answers stay in the files until served (``load_lazily``): a cassette
+        with a trailing index opens without reading its interactions.
+        """
         with collector_paused():
-            interactions = [i for path in cassettes if path.exists() for i in read_cassette(path)]
+            interactions = [
+                i for path in cassettes if path.exists() for i in load_lazily(path).interactions
+            ]
             return self.index(interactions, address=address)
 
     def addon_options(self, cassettes: Iterable[Path], *, address: bool) -> dict[str, Any]:
@@ -137,5 +143,5 @@ def recorded_origins(cassettes: Iterable[Path]) -> set[str]:
         f"{i.request.scheme}://{i.request.authority}"
         for path in cassettes
         if path.exists()
-        for i in read_cassette(path)
+        for i in load_lazily(path).interactions
     }

@@ -185,8 +185,8 @@ def test_a_file_that_is_not_a_cassette_is_refused(
 
 def test_a_newer_format_version_is_refused_with_advice(tmp_path: Path) -> None:
     path = tmp_path / "future.cassette"
-    write(path, make_header() | {"version": 3})
-    with pytest.raises(UnsupportedVersion, match=r"version 3 is newer.*upgrade baton"):
+    write(path, make_header() | {"version": 4})
+    with pytest.raises(UnsupportedVersion, match=r"version 4 is newer.*upgrade baton"):
         read_cassette(path)
 
 
@@ -222,13 +222,14 @@ def test_repair_cuts_the_torn_tail_and_keeps_a_backup(tmp_path: Path) -> None:
     path = tmp_path / "torn.cassette"
     with CassetteWriter(path, redactor=None) as writer:
         writer.append(sample(1))
+    index_record = path.stat().st_size - int.from_bytes(path.read_bytes()[-8:], "big")
     original = path.read_bytes() + pack(interaction_to_object(sample(2)))[:10]
     path.write_bytes(original)
 
     report = repair(path)
 
     assert report.kept == 1
-    assert report.dropped_bytes == 10
+    assert report.dropped_bytes == 10 + index_record  # the torn tail, and the index it made stale
     assert report.backup is not None and report.backup.read_bytes() == original
     with CassetteReader(path) as reader:
         assert [i.id for i in reader] == ["id-1"]
@@ -309,8 +310,10 @@ def test_the_header_is_written_and_synced_when_a_cassette_is_created(tmp_path: P
     CassetteWriter(path, redactor=None, meta={"team": "payments"}).close()
     with CassetteReader(path) as reader:
         assert reader.header["format"] == "baton-cassette"
-        assert reader.version == FORMAT_VERSION == 2
+        assert reader.version == FORMAT_VERSION == 3
         assert reader.meta == {"team": "payments"}
         assert list(reader) == []
-    assert msgpack.unpackb(path.read_bytes())["version"] == 2
+    header = msgpack.Unpacker(raw=False)
+    header.feed(path.read_bytes())  # the header, then the (empty) trailing index record
+    assert header.unpack()["version"] == 3
     assert os.access(path, os.R_OK)

@@ -148,7 +148,7 @@ def test_the_landed_format_1_reader_refuses_a_format_2_file_saying_to_upgrade(
     last = result.stderr.strip().splitlines()[-1]
     assert "UnsupportedVersion" in last
     assert (
-        "cassette format version 2 is newer than this baton reads (up to 1); upgrade baton" in last
+        "cassette format version 3 is newer than this baton reads (up to 1); upgrade baton" in last
     )
 
 

@@ -145,7 +145,8 @@ def test_a_corrupt_input_is_exit_2_in_one_line_and_the_output_is_untouched(
     good = write(tmp_path / "good.cassette", [exchange("g", T0)])
     bad = write(tmp_path / "bad.cassette", [exchange("b1", T0), exchange("b2", T0 + 1)])
     data = bytearray(bad.read_bytes())
-    data[-40:-30] = b"\xc1" * 10  # 0xc1 is never valid msgpack
+    end = int.from_bytes(data[-8:], "big")  # where the trailing index record starts
+    data[end - 40 : end - 30] = b"\xc1" * 10  # 0xc1 is never valid msgpack
     bad.write_bytes(bytes(data))
     result = merge(out, good, bad)
     assert result.returncode == 2
