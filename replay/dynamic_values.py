@@ -344,8 +344,11 @@ def _quick_response_values(
 ) -> Iterator[str]:
     """Values of ``response`` a client might send back, found without parsing its body
     unless a declared rule names a path in it. With ``wanted`` (values as UTF-8 bytes),
-    the body's strings are only those it holds; headers and declared paths are few."""
-    body = response.body
+    the body's strings are only those it holds; headers and declared paths are few.
+    An empty ``wanted`` and no declared path: the body is not even read (a body left
+    in the cassette file, cassettes.model.LazyResponse, stays there)."""
+    reads_body = bool(rules.response_paths) or (rules.detect and (wanted is None or bool(wanted)))
+    body = response.body if reads_body else None
     encoding = header_values(response.headers, "content-encoding")
     plain = not encoding or encoding[0].lower() in ("identity", "")
     if body and plain and len(body) <= _JSON_LIMIT and body.lstrip()[:1] in (b"{", b"["):
@@ -376,7 +379,8 @@ def detect(interactions: Sequence[Interaction], rules: DynamicRules) -> dict[str
     # string of every answer for an id's shape was most of the cost of loading (and of
     # `baton diff OLD NEW`), and a set of the requests' values is cheap to build first.
     sent = _sent_tokens(interactions) if looking else set()
-    sent_bytes = _as_bytes(sent)
+    # A body offers only values that look made up by a server: only those are looked for in it.
+    sent_bytes = _as_bytes(value for value in sent if _looks_generated_by_server(value))
     for number, interaction in enumerate(interactions):
         request = interaction.request
         if offered and any(token in offered for token in _quick_request_tokens(request)):
