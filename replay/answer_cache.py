@@ -30,7 +30,7 @@ from baton.replay.dynamic_values import TRACE_HEADERS
 from baton.replay.index import ExhaustedPolicy, Hit, Index
 from baton.replay.state import recorded_state
 
-__all__ = ["AnswerCache", "CacheKey"]
+__all__ = ["AnswerCache", "CacheKey", "order_dependence"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,3 +102,42 @@ class AnswerCache:
         if len(self._entries) >= self.limit:
             self._entries.clear()
         self._entries[key] = (hit.number, data)
+
+
+def order_dependence(index: Index) -> str | None:
+    """What makes an answer from ``index`` depend on the requests before it, or None.
+
+    Separate processes (``baton replay --workers N``) each see only part of
+    the requests, so each would keep its own place in a queue of recorded
+    answers, its own count of writes and its own learned values: only an
+    ``Index`` whose every request has one fixed answer can be served by several.
+    """
+    if not all(hasattr(index, name) for name in ("_captures", "_keys", "_queues")):
+        return "this index cannot tell whether its answers depend on order"
+    if index.on_exhausted is not ExhaustedPolicy.REPEAT_LAST:
+        return "--on-exhausted strict counts the answers each request has had"
+    if index.dynamic_values:
+        return "the cassettes hold dynamic values, which each session learns as it goes"
+    if any(index._captures):
+        return "the cassettes hold generated values (ids, nonces), which each session learns"
+    for queue in index._queues.values():
+        if len(queue.numbers) > 1:
+            request = index.interactions[queue.numbers[0]].request
+            return (
+                f"{request.method} {request.target} was recorded {len(queue.numbers)} times "
+                "and is answered in recorded order"
+            )
+    if index.state:
+        for interaction in index.interactions:
+            state = recorded_state(interaction)
+            if (
+                state.write
+                if state is not None
+                else index.state_rules.is_write(interaction.request)
+            ):
+                request = interaction.request
+                return (
+                    f"stateful replay counts writes ({request.method} {request.target} is one); "
+                    "--no-state turns it off"
+                )
+    return None

@@ -493,8 +493,11 @@ class ReplayServer:
         latency_scale: float | None = None,
         faults: FaultPlan | None = None,
         limits: ServerLimits | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.index = index
+        self.reuse_port = reuse_port
+        """Bind with SO_REUSEPORT: worker processes listen on one port (``--workers``)."""
         self.limits = limits if limits is not None else ServerLimits()
         """What a client may send (replay/limits.py); every connection reads it."""
         self.host = host
@@ -608,7 +611,7 @@ class ReplayServer:
             self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
         listener = socket.create_server(
-            infos[0][4][:2], family=infos[0][0], backlog=1024, reuse_port=False
+            infos[0][4][:2], family=infos[0][0], backlog=1024, reuse_port=self.reuse_port
         )
         listener.setblocking(False)
         self._listener = listener

@@ -32,6 +32,7 @@ from baton.proxy.cli.options import (
     mode_option,
     redaction_options,
 )
+from baton.proxy.cli.replay_workers import refuse_workers, replay_workers
 from baton.proxy.cli.sources import CASSETTE_LOCATION, local_cassettes
 from baton.replay.faults import FaultPlan
 from baton.replay.index import ExhaustedPolicy
@@ -90,6 +91,13 @@ __all__ = ["replay"]
     metavar="[SCALE]",
     help="Wait the recorded duration (times SCALE, default 1) before answering.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Fast path: serve from N processes on one port (SO_REUSEPORT), e.g. one per core.",
+)
 @fault_options
 @limit_options
 @redaction_options
@@ -114,6 +122,7 @@ def replay(
     on_exhausted: str,
     miss_status: int,
     replay_latency: float | None,
+    workers: int,
     faults: FaultFlags,
     limits: ServerLimits,
     redaction: RedactionFlags,
@@ -166,6 +175,11 @@ def replay(
     fault_plan = faults.plan()  # a bad rule is one line, exit 2, before anything listens
     replaying_only = mode is RecordMode.NONE or (mode is RecordMode.ONCE and cassettes[0].exists())
     reverse_plain = all(m == "reverse" or m.startswith("reverse:http://") for m in modes)
+    fast = replaying_only and reverse_plain and not extra and spec is None
+    if workers > 1:  # what needs one process is refused: one line, exit 2
+        metrics = observability.metrics_port is not None
+        fast_only = fast and not cassette_holds_grpc(cassettes)
+        refuse_workers(workers, fast_only, fault_plan is not None, metrics)
     if replaying_only and reverse_plain and cassette_holds_grpc(cassettes):
         # gRPC clients speak HTTP/2 (h2c or TLS): a grpcio server answers (replay/grpc_replay.py).
         replay_grpc(
@@ -179,7 +193,7 @@ def replay(
         )
         return
     # The live contract check is a mitmproxy addon: --spec takes the mitmproxy path.
-    if replaying_only and reverse_plain and not extra and spec is None:
+    if fast:
         _replay_fast(
             cassettes,
             listen_host,
@@ -190,6 +204,7 @@ def replay(
             quiet,
             fault_plan,
             limits,
+            workers,
         )
     else:
         _replay_mitmproxy(
@@ -218,6 +233,7 @@ def _replay_fast(
     quiet: bool,
     fault_plan: FaultPlan | None = None,
     limits: ServerLimits | None = None,
+    workers: int = 1,
 ) -> None:
     import signal
 
@@ -235,6 +251,10 @@ def _replay_fast(
             index = options.load(cassettes, address=False)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
+    if workers > 1:
+        listen, latency = (listen_host, listen_port), replay_latency
+        replay_workers(index, cassettes, workers, listen, options, limits, latency, fail_on_miss)
+        return
     install_fast_loop()
     server = ReplayServer(
         index,
