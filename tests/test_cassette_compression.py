@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +28,8 @@ from baton.cassettes.compression import (
     compress_body,
     decompress_body,
 )
-from baton.cassettes.errors import CassetteFormatError
-from baton.cassettes.reader import read_cassette
+from baton.cassettes.errors import CassetteError, CassetteFormatError
+from baton.cassettes.reader import load_lazily, read_cassette
 from baton.proxy.pytest_settings import SETTINGS, TestSettings
 from tests.processes import Upstream, run_baton, start_baton
 
@@ -419,3 +421,31 @@ def test_merge_compresses_a_cassette_in_place_and_back_and_import_compresses(
     with CassetteReader(imported) as reader:
         assert [type(raw.value["response"]["body"]) for raw in reader.objects()] == [dict]
     assert b'"data"' in (read_cassette(imported)[0].response.body or b"")  # type: ignore[union-attr]
+
+
+def test_mutated_compressed_cassettes_fail_only_as_cassette_errors(tmp_path: Path) -> None:
+    """Random bytes changed or cut off: the reader and replay's lazy open say CassetteError."""
+    source = tmp_path / "source.cassette"
+    with CassetteWriter(source, redactor=None, compression=ZSTD) as writer:
+        for number in range(3):
+            writer.append(_interaction(JSON_BODY.replace(b"widget", b"item%d" % number)))
+    original = source.read_bytes()
+    rng = random.Random(17)
+    mutated = tmp_path / "mutated.cassette"
+    logging.disable(logging.WARNING)  # the torn-object warnings of cut-off files
+    try:
+        for _ in range(400):
+            data = bytearray(original)
+            for _ in range(rng.randint(1, 4)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            if rng.random() < 0.3:
+                data = data[: rng.randrange(len(data))]
+            mutated.write_bytes(bytes(data))
+            for read in (read_cassette, lambda p: load_lazily(p).interactions):
+                try:
+                    for interaction in read(mutated):
+                        _ = interaction.response and interaction.response.body
+                except CassetteError:
+                    pass
+    finally:
+        logging.disable(logging.NOTSET)
