@@ -466,17 +466,39 @@ def _websocket_in(
 _TEXT_FIELDS = ("method", "scheme", "host", "path", "http_version")
 
 
+_SHARED_TEXT: dict[str, str] = {}
+_SHARED_TEXT_LIMIT = 1 << 16
+_SHARED_TEXT_LENGTH = 128
+
+
+def _shared(text: str) -> str:
+    """One copy of a short text that recurs (header names, ``application/json``, a host).
+
+    msgpack makes a new str per occurrence: 100k interactions held 100k copies
+    of each header name and common value, most of a replay index's memory
+    once bodies stay in the file. Long or rare texts (dates, ids) are kept
+    as they are once the table is full, so it stays small.
+    """
+    found = _SHARED_TEXT.get(text)
+    if found is not None:
+        return found
+    if len(text) <= _SHARED_TEXT_LENGTH and len(_SHARED_TEXT) < _SHARED_TEXT_LIMIT:
+        _SHARED_TEXT[text] = text
+    return text
+
+
 def _fast_pairs(value: Any) -> Pairs | None:
     if type(value) is not list:
         return None
     out = []
+    shared = _shared
     for pair in value:
         if type(pair) is not list or len(pair) != 2:
             return None
         first, second = pair
         if type(first) is not str or type(second) is not str:
             return None
-        out.append((first, second))
+        out.append((shared(first), shared(second)))
     return tuple(out)
 
 
@@ -550,7 +572,7 @@ def _fast_interaction(obj: dict[str, Any]) -> Interaction | None:
         or (built_response is None and error is None)
     ):
         return None
-    method, scheme, host, path, http_version = cast(list[str], texts)
+    method, scheme, host, path, http_version = (_shared(t) for t in cast(list[str], texts))
     return Interaction(
         id=identity,
         request=Request(

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -52,9 +52,9 @@ from baton.cassettes.trailing_index import (
     INDEX_RECORD_PREFIX,
     IndexEntry,
     TrailingIndexError,
+    each_index_entry,
     index_record_start,
     is_index_record,
-    read_trailing_index,
 )
 
 __all__ = [
@@ -506,8 +506,10 @@ def _with_lazy_body(
     return interaction
 
 
-def _from_entries(entries: list[IndexEntry], answers: _FileAnswers) -> list[Interaction]:
-    """The interactions the index record lists; ``CassetteError`` when an entry does not hold."""
+def _from_entries(entries: Iterable[IndexEntry], answers: _FileAnswers) -> list[Interaction]:
+    """The interactions the index record lists; ``CassetteError`` or ``TrailingIndexError``
+    when an entry does not hold (entries come a block at a time: the raw maps of one
+    block are in memory at once, not the whole record's)."""
     out: list[Interaction] = []
     append = out.append
     path, version, limits = answers.path, answers.version, answers.limits
@@ -608,7 +610,7 @@ def load_lazily(path: str | os.PathLike[str], limits: ReadLimits | None = None) 
         )
         why: str | None = None
         try:
-            entries = read_trailing_index(
+            entries = each_index_entry(
                 answers.pread,
                 reader.file_size,
                 reader.header_end,

@@ -41,6 +41,7 @@ __all__ = [
     "IndexBuilder",
     "IndexEntry",
     "TrailingIndexError",
+    "each_index_entry",
     "entry_for",
     "index_record_start",
     "is_index_record",
@@ -194,8 +195,16 @@ def read_trailing_index(
     ``pread(length, offset)`` reads the file. Raises ``TrailingIndexError``
     saying why the record cannot be used (absent, damaged); never anything else.
     """
+    return list(each_index_entry(pread, file_size, header_end, max_object_bytes, max_str_bytes))
+
+
+def each_index_entry(
+    pread: Any, file_size: int, header_end: int, max_object_bytes: int, max_str_bytes: int
+) -> Iterator[IndexEntry]:
+    """``read_trailing_index`` a block at a time: the caller must drop what it built
+    from the entries if ``TrailingIndexError`` comes before the end."""
     try:
-        return list(_entries(pread, file_size, header_end, max_object_bytes, max_str_bytes))
+        yield from _entries(pread, file_size, header_end, max_object_bytes, max_str_bytes)
     except TrailingIndexError:
         raise
     except Exception as exc:  # a hostile record must only ever mean "scan instead"
