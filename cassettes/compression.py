@@ -109,7 +109,7 @@ class BodyCompression:
     def from_description(cls, value: Any) -> BodyCompression | None:
         """The settings a header's ``meta.body_compression`` names; None when absent or unusable.
 
-        Rewriting a cassette (merge, lint --fix) keeps its bodies as compact as they were.
+        Rewriting a cassette (merge, dedupe, expire, prune) keeps its bodies as compact as they were.
         """
         if not isinstance(value, dict):
             return None
