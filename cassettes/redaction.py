@@ -654,6 +654,9 @@ class _Body:
 
     @classmethod
     def of(cls, body: bytes | None, headers: Headers, where: str) -> _Body:
+        if not body:
+            # Nothing to decode, parse or scrub (most requests): the headers need no reading.
+            return cls(where, body, [], None, "other", body, body)
         content_encoding = None
         content_type = ""
         for name, value in headers:
