@@ -13,21 +13,29 @@ busy machine slows both alike; the figures are medians over the rounds:
   per-interaction cost of recording into a cassette;
 * read: iterating a ``CassetteReader`` over the file (decoding every body).
 
+With ``--record N`` (default 2,000; 0 skips it), also a real ``baton
+record`` in reverse mode in front of bench/upstream.py, plain and with
+``--compress zstd`` alternating: N requests to distinct paths (1 KB JSON
+answers) from one keep-alive client, and the recorder's CPU time per
+request (``/proc``, process and threads): the cost as recording sees it.
+
 Figures (results/body_compression.json): ``encode_us_plain``,
 ``encode_us_zstd``, ``append_us_plain``, ``append_us_zstd``,
-``read_us_plain``, ``read_us_zstd``, and ``bytes_per_interaction_plain`` /
-``_zstd``. For scale: bench/record_overhead.py measures the CPU mitmproxy
-spends per recorded request (milliseconds, not microseconds).
+``read_us_plain``, ``read_us_zstd``, ``bytes_per_interaction_plain`` /
+``_zstd``, and ``record_cpu_us_plain`` / ``record_cpu_us_zstd``.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -35,7 +43,7 @@ from baton.cassettes import CassetteReader, CassetteWriter, Interaction
 from baton.cassettes.codec import interaction_to_object, pack
 from baton.cassettes.compression import BodyCompression
 from bench.cassette_load import interactions
-from bench.load import save, table
+from bench.load import Process, cpu_seconds, free_port, save, start_upstream, table, wait_ready
 
 SETTINGS = {"plain": None, "zstd": BodyCompression()}
 
@@ -69,20 +77,55 @@ def one_round(items: list[Interaction], folder: Path, name: str) -> dict[str, fl
     }
 
 
+def record_round(upstream: Process, folder: Path, name: str, requests: int) -> float:
+    """CPU microseconds ``baton record`` spends per request, with or without ``--compress zstd``."""
+    port = free_port()
+    cassette = folder / f"recorded-{name}.cassette"
+    cassette.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "baton.proxy.cli", "record", "-o", str(cassette), "-q"]
+    argv += ["--mode", f"reverse:{upstream.url}", "--listen-port", str(port)]
+    argv += ["--set", f"confdir={folder / 'mitmproxy'}"]
+    if name == "zstd":
+        argv += ["--compress", "zstd"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    recorder = Process(f"baton record ({name})", proc, f"http://127.0.0.1:{port}")
+    try:
+        wait_ready(recorder.url + "/", proc)
+        with httpx.Client(trust_env=False, timeout=30) as client:
+            client.get(f"{recorder.url}/warm-up")
+            before = cpu_seconds(proc.pid)
+            for number in range(requests):
+                client.get(f"{recorder.url}/items/{number}").raise_for_status()
+            spent = cpu_seconds(proc.pid) - before
+    finally:
+        recorder.stop()
+    return spent / requests * 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--record", type=int, default=2_000, metavar="N")
     parser.add_argument("--quick", action="store_true", help="2,000 interactions, one round")
     args = parser.parse_args()
     if args.quick:
-        args.count, args.rounds = 2_000, 1
+        args.count, args.rounds, args.record = 2_000, 1, 500
     items = interactions(args.count)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in SETTINGS}
     with tempfile.TemporaryDirectory() as scratch:
         for _ in range(args.rounds):
             for name in SETTINGS:  # side by side: plain, zstd, plain, zstd...
                 runs[name].append(one_round(items, Path(scratch), name))
+        if args.record:
+            upstream = start_upstream()
+            try:
+                for round_number in range(args.rounds):
+                    for name in SETTINGS:
+                        cost = record_round(upstream, Path(scratch), name, args.record)
+                        runs[name][round_number]["record_cpu_us"] = cost
+            finally:
+                upstream.stop()
     medians = {
         name: {key: statistics.median(run[key] for run in found) for key in found[0]}
         for name, found in runs.items()
@@ -94,11 +137,12 @@ def main() -> int:
             f"{m['append_us']:.1f}",
             f"{m['read_us']:.1f}",
             f"{m['bytes_per_interaction']:.0f}",
+            f"{m['record_cpu_us']:.0f}" if "record_cpu_us" in m else "-",
         ]
         for name, m in medians.items()
     ]
     print(f"{args.count:,} interactions, CPU us per interaction, medians of {args.rounds}")
-    print(table(rows, ["bodies", "encode", "append", "read", "bytes/interaction"]))
+    print(table(rows, ["bodies", "encode", "append", "read", "bytes/interaction", "baton record"]))
     figures = {f"{key}_{name}": value for name, m in medians.items() for key, value in m.items()}
     path = save(
         "body_compression",
