@@ -3,8 +3,11 @@
 The hooks are ``async`` and await the cassette writer, so the response is
 released to the client only after its interaction is with the OS: a client
 that got an answer can count on it being recorded, even if the recorder dies
-the next instant. The write itself runs on the writer's thread, so a slow
-disk never stalls the event loop that serves every other connection.
+the next instant. A small interaction reaching an idle writer is written
+right on the event loop (a page-cache write costs less than the hop to a
+thread and back); anything else, or every write for a while after one that
+was slow, runs on the writer's thread, so a slow disk stalls the event loop
+that serves every other connection at most once (``CassetteWriter.append_async``).
 
 Recording fails open: if an interaction cannot be written (disk full, a
 write error), the traffic goes on, the failure is logged and counted.
