@@ -239,9 +239,38 @@ class LazyResponse(Response):
         cls, head: Response, source: BodySource, interaction_id: str, offset: int, length: int
     ) -> LazyResponse:
         """``head`` (its body not read) whose body lies in the interaction record at ``offset``."""
+        return cls.unread(
+            head.status,
+            head.reason,
+            head.http_version,
+            head.headers,
+            head.trailers,
+            source,
+            interaction_id,
+            offset,
+            length,
+        )
+
+    @classmethod
+    def unread(
+        cls,
+        status: int,
+        reason: str,
+        http_version: str,
+        headers: Headers,
+        trailers: Headers | None,
+        source: BodySource,
+        interaction_id: str,
+        offset: int,
+        length: int,
+    ) -> LazyResponse:
+        """A response known by its head, its body in the interaction record at ``offset``."""
         made = object.__new__(cls)
-        for name in ("status", "reason", "http_version", "headers", "trailers"):
-            object.__setattr__(made, name, getattr(head, name))
+        object.__setattr__(made, "status", status)
+        object.__setattr__(made, "reason", reason)
+        object.__setattr__(made, "http_version", http_version)
+        object.__setattr__(made, "headers", headers)
+        object.__setattr__(made, "trailers", trailers)
         object.__setattr__(made, "chunks", None)
         object.__setattr__(made, "stored", None)
         object.__setattr__(made, "_source", source)

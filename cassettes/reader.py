@@ -33,8 +33,12 @@ from typing import IO, Any
 import msgpack
 
 from baton.cassettes.codec import (
+    _EARLIEST_TIMESTAMP,
+    _LATEST_TIMESTAMP,
     Part,
     StreamRef,
+    _fast_pairs,
+    _shared,
     check_header,
     interaction_from_object,
     is_part,
@@ -45,6 +49,7 @@ from baton.cassettes.model import (
     Chunk,
     Interaction,
     LazyResponse,
+    Request,
     StoredBody,
     WebSocketMessage,
 )
@@ -506,6 +511,87 @@ def _with_lazy_body(
     return interaction
 
 
+def _row_interaction(
+    row: list[Any], answers: _FileAnswers, offset: int, length: int, where: str
+) -> Interaction:
+    """The interaction a head row describes (``trailing_index.ROW_FIELDS``), every type checked."""
+    (
+        identity,
+        recorded_at,
+        duration_ms,
+        tags,
+        method,
+        scheme,
+        host,
+        port,
+        path,
+        query,
+        http_version,
+        request_headers,
+        request_body,
+        status,
+        reason,
+        response_version,
+        response_headers,
+        trailers,
+    ) = row
+    query_pairs = _fast_pairs(query)
+    request_pairs = _fast_pairs(request_headers)
+    response_pairs = _fast_pairs(response_headers)
+    trailer_pairs = None if trailers is None else _fast_pairs(trailers)
+    if (
+        type(identity) is not str
+        or type(method) is not str
+        or type(scheme) is not str
+        or type(host) is not str
+        or type(path) is not str
+        or type(http_version) is not str
+        or type(reason) is not str
+        or type(response_version) is not str
+        or type(port) is not int
+        or type(status) is not int
+        or type(request_body) is not bytes
+        or type(tags) is not dict
+        or type(recorded_at) is not float
+        or not _EARLIEST_TIMESTAMP <= recorded_at <= _LATEST_TIMESTAMP
+        or (duration_ms is not None and type(duration_ms) not in (float, int))
+        or query_pairs is None
+        or request_pairs is None
+        or response_pairs is None
+        or (trailers is not None and trailer_pairs is None)
+    ):
+        raise CassetteFormatError(f"{where}: a field of its head row has the wrong type")
+    return Interaction(
+        identity,
+        Request(
+            _shared(method),
+            _shared(scheme),
+            _shared(host),
+            port,
+            path,
+            query_pairs,
+            _shared(http_version),
+            request_pairs,
+            request_body,
+        ),
+        LazyResponse.unread(
+            status,
+            _shared(reason),
+            _shared(response_version),
+            response_pairs,
+            trailer_pairs,
+            answers,
+            identity,
+            offset,
+            length,
+        ),
+        recorded_at,
+        None if duration_ms is None else float(duration_ms),
+        None,
+        tags,
+    )
+
+
 def _from_entries(entries: Iterable[IndexEntry], answers: _FileAnswers) -> list[Interaction]:
     """The interactions the index record lists; ``CassetteError`` or ``TrailingIndexError``
     when an entry does not hold (entries come a block at a time: the raw maps of one
@@ -516,6 +602,9 @@ def _from_entries(entries: Iterable[IndexEntry], answers: _FileAnswers) -> list[
     for entry in entries:
         where = f"{path}: index entry for byte {entry.offset}"
         head = entry.head
+        if type(head) is list:
+            append(_row_interaction(head, answers, entry.offset, entry.length, where))
+            continue
         if head is not None:
             interaction = interaction_from_object(head, where, version)
             if interaction.response is None:  # an upstream error: nothing left in the file

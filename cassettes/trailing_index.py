@@ -38,6 +38,7 @@ from baton.cassettes.codec import pack
 __all__ = [
     "INDEX_KEY",
     "INDEX_RECORD_PREFIX",
+    "ROW_FIELDS",
     "IndexBuilder",
     "IndexEntry",
     "TrailingIndexError",
@@ -110,11 +111,55 @@ def entry_for(obj: dict[str, Any], offset: int, length: int, parts: list[list[in
     """
     if not _read_whole(obj):
         response = obj.get("response")
-        head = {**obj, "response": {**response, "body": None}} if type(response) is dict else obj
+        head: Any = _row(obj)
+        if head is None:
+            head = (
+                {**obj, "response": {**response, "body": None}} if type(response) is dict else obj
+            )
         packed = pack([offset, length, head, None])
         if len(packed) <= _HEAD_INLINE_LIMIT:
             return packed
     return pack([offset, length, None, parts or None])
+
+
+_ROW_KEYS = frozenset(("id", "recorded_at", "duration_ms", "request", "response", "error", "tags"))
+_REQUEST_KEYS = ("method", "scheme", "host", "port", "path", "query", "http_version", "headers")
+_RESPONSE_KEYS = ("status", "reason", "http_version", "headers", "trailers")
+ROW_FIELDS = 18
+"""A head row: ``id, recorded_at, duration_ms, tags``, the request's ``method, scheme,
+host, port, path, query, http_version, headers, body``, the response's ``status,
+reason, http_version, headers, trailers``."""
+
+
+def _row(obj: dict[str, Any]) -> list[Any] | None:
+    """The head of a plain answered interaction as a row (no keys to decode at open);
+    None when any field is not of its common type (the map form then says it all)."""
+    request, response = obj.get("request"), obj.get("response")
+    if (
+        type(request) is not dict
+        or type(response) is not dict
+        or obj.get("error") is not None
+        or not _ROW_KEYS.issuperset(obj)
+        or type(obj.get("id")) is not str
+        or type(obj.get("recorded_at")) is not float
+        or type(request.get("body")) is not bytes
+        or type(request.get("port")) is not int
+        or type(response.get("status")) is not int
+    ):
+        return None
+    texts = [request.get(name) for name in ("method", "scheme", "host", "path", "http_version")]
+    texts += [response.get("reason"), response.get("http_version")]
+    if any(type(text) is not str for text in texts):
+        return None
+    return [
+        obj["id"],
+        obj["recorded_at"],
+        obj.get("duration_ms"),
+        obj.get("tags") or {},
+        *(request.get(name) for name in _REQUEST_KEYS),
+        request["body"],
+        *(response.get(name) for name in _RESPONSE_KEYS),
+    ]
 
 
 def _array_header(count: int) -> bytes:
@@ -168,8 +213,9 @@ class IndexEntry:
 
     offset: int
     length: int
-    head: dict[str, Any] | None
-    """The interaction map without its response body; None: read it whole at open."""
+    head: dict[str, Any] | list[Any] | None
+    """The interaction map without its response body, or its row (``ROW_FIELDS``);
+    None: read it whole at open."""
     parts: list[list[int]]
     """[offset, length] of the part records a whole read needs, in file order."""
 
@@ -274,7 +320,11 @@ def _entry(raw: Any, last_end: int, start: int, header_end: int) -> IndexEntry:
         or length <= 0
         or offset < last_end
         or offset + length > start
-        or (head is not None and (type(head) is not dict or type(head.get("id")) is not str))
+        or (
+            head is not None
+            and not (type(head) is dict and type(head.get("id")) is str)
+            and not (type(head) is list and len(head) == ROW_FIELDS)
+        )
     ):
         raise TrailingIndexError(f"damaged (the entry at byte {offset!r})")
     spans: list[list[int]] = []
