@@ -4,18 +4,31 @@ Built from the ``baton`` command tree itself: every long option of a
 command is a key of that command's section, spelled with underscores, and
 a value is checked with the option's own click type, so a file cannot say
 what the flag would refuse. Keys without a flag are declared in
-``_extra_keys``. ``configuration.py`` reads files against this schema.
+``_extra_keys``; how a value is checked is in ``config_values.py``. ``configuration.py``
+reads files against this schema.
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+
+from baton.proxy.cli.config_values import (
+    ConfigValueError,
+    check_bool,
+    check_choice,
+    check_dir,
+    check_endpoints,
+    check_match_on,
+    check_mitmproxy_set,
+    check_strings,
+    did_you_mean,
+    option_check,
+)
 
 __all__ = [
     "SHARED_KEYS",
@@ -49,10 +62,6 @@ SHARED_KEYS = (
 )
 
 
-class ConfigValueError(ValueError):
-    """A value the schema refuses; the message says what is allowed."""
-
-
 @dataclass(frozen=True)
 class ConfigKey:
     """One key of one section: what it sets, and how a value from a file is checked."""
@@ -69,160 +78,6 @@ class ConfigKey:
     """How a checked value becomes what the flag takes, where the two differ."""
 
 
-# -- checking values -----------------------------------------------------------------
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'path'?)`` for a near miss among ``choices``, else nothing."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _check_scalar(param: click.Option, value: Any, base: Path) -> Any:
-    kind = param.type
-    if isinstance(param, click.Option) and param.is_flag and not param.count:
-        if not isinstance(value, bool):
-            raise ConfigValueError("expected true or false")
-        return value
-    if isinstance(kind, click.Choice):
-        choices = [str(c) for c in kind.choices]
-        if not isinstance(value, str) or value not in choices:
-            hint = did_you_mean(str(value), choices)
-            raise ConfigValueError(f"not one of {', '.join(choices)}{hint}")
-        return value
-    if isinstance(kind, click.types.IntParamType) or param.count:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigValueError("expected an integer")
-    elif isinstance(kind, click.types.FloatParamType):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigValueError("expected a number")
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        # On the command line every value is text; a number in the file is the text the user
-        # would have typed (max_body_size = 1048576, rotate_interval = 3600), checked as such.
-        value = str(value)
-        if isinstance(kind, click.ParamType) and type(kind).__module__ != click.types.__name__:
-            try:
-                kind.convert(value, param, None)
-            except click.BadParameter as exc:
-                raise ConfigValueError(exc.message) from exc
-    elif not isinstance(value, str):
-        raise ConfigValueError("expected a string")
-    if isinstance(kind, click.Path):
-        if "://" in value:
-            return value  # a URL (record's -o s3://bucket/prefix/): nothing to resolve
-        path = Path(value).expanduser()
-        path = path if path.is_absolute() else base / path
-        if value.endswith("/"):
-            return f"{path}/"  # a directory prefix (record's shards), kept one
-        if kind.exists and not path.exists():
-            raise ConfigValueError(f"{path}: no such file")
-        if not kind.dir_okay and path.is_dir():
-            raise ConfigValueError(f"{path}: is a folder, a file is needed")
-        return str(path)
-    if isinstance(kind, click.types.IntRange | click.types.FloatRange):
-        try:
-            kind.convert(value, param, None)
-        except click.BadParameter as exc:
-            raise ConfigValueError(exc.message) from exc
-    return value
-
-
-def _option_check(param: click.Option) -> Callable[[Any, Path], Any]:
-    def check(value: Any, base: Path) -> Any:
-        if param.multiple:
-            items = [value] if isinstance(value, str) else value
-            if not isinstance(items, list):
-                raise ConfigValueError("expected a list")
-            return [_check_scalar(param, item, base) for item in items]
-        return _check_scalar(param, value, base)
-
-    return check
-
-
-def _check_match_on(value: Any, base: Path) -> Any:
-    """``match_on``: a list in the file (a comma-separated string, as the flag takes, also does)."""
-    from baton.replay.matching import MATCHERS
-
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-        raise ConfigValueError("expected a list of matcher names")
-    for item in items:
-        if item.strip() not in MATCHERS:
-            hint = did_you_mean(item.strip(), MATCHERS)
-            raise ConfigValueError(
-                f"unknown matcher {item.strip()!r}{hint}; matchers: {', '.join(MATCHERS)}"
-            )
-    return [i.strip() for i in items]
-
-
-def _check_mitmproxy_set(value: Any, base: Path) -> Any:
-    """``set``: a list of ``option=value`` as the flag takes, or a table of them."""
-    if isinstance(value, dict):
-        return [f"{k}={_toml_scalar(v)}" for k, v in value.items()]
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) and "=" in v for v in value):
-        raise ConfigValueError('expected a table {option = value} or a list of "option=value"')
-    return value
-
-
-def _toml_scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    return str(value)
-
-
-def _check_bool(value: Any, base: Path) -> Any:
-    if not isinstance(value, bool):
-        raise ConfigValueError("expected true or false")
-    return value
-
-
-def _check_strings(value: Any, base: Path) -> Any:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-        raise ConfigValueError("expected a list of strings")
-    return items
-
-
-def _check_dir(value: Any, base: Path) -> Any:
-    if not isinstance(value, str):
-        raise ConfigValueError("expected a folder name")
-    path = Path(value).expanduser()
-    return str(path if path.is_absolute() else base / path)
-
-
-def _check_choice(*choices: str) -> Callable[[Any, Path], Any]:
-    def check(value: Any, base: Path) -> Any:
-        if not isinstance(value, str) or value not in choices:
-            hint = did_you_mean(str(value), choices)
-            raise ConfigValueError(f"not one of {', '.join(choices)}{hint}")
-        return value
-
-    return check
-
-
-def _check_endpoints(value: Any, base: Path) -> Any:
-    """diff's ``endpoints``: ``{"GET /products/*": {ignore = ["body.stock"]}}``."""
-    if not isinstance(value, dict):
-        raise ConfigValueError('expected tables like [tool.baton.diff.endpoints."GET /path/*"]')
-    checked: dict[str, dict[str, list[str]]] = {}
-    for pattern, rule in value.items():
-        if not isinstance(rule, dict):
-            raise ConfigValueError(f"{pattern!r}: expected a table with ignore = [...]")
-        unknown = set(rule) - {"ignore"}
-        if unknown:
-            name = sorted(unknown)[0]
-            raise ConfigValueError(
-                f"{pattern!r}: unknown key {name!r}{did_you_mean(name, ['ignore'])}; "
-                "allowed: ignore"
-            )
-        checked[pattern] = {"ignore": _check_strings(rule.get("ignore", []), base)}
-    return checked
-
-
 # Keys without a flag, per section.
 def _extra_keys() -> dict[str, dict[str, ConfigKey]]:
     from baton.replay.record_mode import RecordMode
@@ -234,7 +89,7 @@ def _extra_keys() -> dict[str, dict[str, ConfigKey]]:
                 "cassette_dir",
                 "Where the pytest plugin keeps cassettes (a test's default cassette is "
                 "CASSETTE_DIR/<module>/<test>.cassette); relative to the configuration file.",
-                _check_dir,
+                check_dir,
                 type_name="path",
             ),
         },
@@ -243,7 +98,7 @@ def _extra_keys() -> dict[str, dict[str, ConfigKey]]:
                 "endpoints",
                 'Per-endpoint noise rules: [tool.baton.diff.endpoints."GET /products/*"] '
                 'ignore = ["body.stock"].',
-                _check_endpoints,
+                check_endpoints,
                 type_name="table",
             ),
         },
@@ -251,14 +106,14 @@ def _extra_keys() -> dict[str, dict[str, ConfigKey]]:
             "record_mode": ConfigKey(
                 "record_mode",
                 "Record mode of every @pytest.mark.baton test (--baton-record-mode wins).",
-                _check_choice(*modes),
+                check_choice(*modes),
                 default=RecordMode.NONE.value,
                 type_name="|".join(modes),
             ),
             "block_network": ConfigKey(
                 "block_network",
                 "Fail a test that opens a connection to anything but 127.0.0.1 or allow_hosts.",
-                _check_bool,
+                check_bool,
                 default=False,
                 type_name="bool",
             ),
@@ -266,21 +121,21 @@ def _extra_keys() -> dict[str, dict[str, ConfigKey]]:
                 "allow_hosts",
                 "Hosts a test may still reach with block_network on: names, *.globs, addresses, "
                 "CIDR networks.",
-                _check_strings,
+                check_strings,
                 default=[],
                 type_name="list",
             ),
             "fail_on_unused": ConfigKey(
                 "fail_on_unused",
                 "Fail a test that left recorded interactions unused.",
-                _check_bool,
+                check_bool,
                 default=False,
                 type_name="bool",
             ),
             "allow_misses": ConfigKey(
                 "allow_misses",
                 "Let a test pass although some of its requests matched no recorded interaction.",
-                _check_bool,
+                check_bool,
                 default=False,
                 type_name="bool",
             ),
@@ -290,8 +145,8 @@ def _extra_keys() -> dict[str, dict[str, ConfigKey]]:
 
 # Flags whose file form differs from the flag's.
 _SPECIAL_CHECKS: dict[str, Callable[[Any, Path], Any]] = {
-    "match_on": _check_match_on,
-    "set": _check_mitmproxy_set,
+    "match_on": check_match_on,
+    "set": check_mitmproxy_set,
 }
 
 
@@ -381,7 +236,7 @@ def config_schema() -> dict[str, dict[str, ConfigKey]]:
             keys[name] = ConfigKey(
                 name,
                 param.help or "",
-                _SPECIAL_CHECKS.get(name, _option_check(param)),
+                _SPECIAL_CHECKS.get(name, option_check(param)),
                 option=param,
                 default=default,
                 type_name=_SPECIAL_TYPE_NAMES.get(name) or _type_name(param),
