@@ -491,14 +491,14 @@ def _fast_pairs(value: Any) -> Pairs | None:
     if type(value) is not list:
         return None
     out = []
-    shared = _shared
+    known = _SHARED_TEXT.get  # the common case without a Python call per text
     for pair in value:
         if type(pair) is not list or len(pair) != 2:
             return None
         first, second = pair
         if type(first) is not str or type(second) is not str:
             return None
-        out.append((shared(first), shared(second)))
+        out.append((known(first) or _shared(first), known(second) or _shared(second)))
     return tuple(out)
 
 
