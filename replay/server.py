@@ -57,7 +57,9 @@ from baton.replay.streaming import StreamedAnswer, is_streamed, send_stream
 
 __all__ = [
     "FAULT_ROUTE_HEADER",
+    "HELD_BODY_LIMIT",
     "ROUTE_HEADER",
+    "HeldBody",
     "ReplayServer",
     "RoutedReplayServer",
     "miss_response",
@@ -138,6 +140,38 @@ def error_response(interaction: Interaction) -> bytes:
         "X-Baton-Recorded-Error: 1\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
+
+
+HELD_BODY_LIMIT = 1 << 20
+"""Bytes of a body held whole above which its answer is written as head and body, never
+joined into one more copy (a 300 MB body imported from a HAR would be held twice)."""
+
+
+@dataclass(frozen=True)
+class HeldBody:
+    """A large answer written as its pieces: the head, the body as the response holds it."""
+
+    pieces: tuple[bytes, ...]
+
+
+def _held_body(response: Response) -> HeldBody | None:
+    """``response`` as pieces when its body is large and held whole (not a stream), else None."""
+    body = response.body
+    if (
+        body is None
+        or len(body) <= HELD_BODY_LIMIT
+        or response.chunks is not None
+        or response.stored is not None
+        or response.status in _NO_BODY_STATUSES
+    ):
+        return None
+    head = serialize_response(response, head_only=True)
+    chunked = any(
+        "chunked" in value.lower() for value in header_values(response.headers, "transfer-encoding")
+    )
+    if chunked:  # sent as one chunk, as serialize_response frames it
+        return HeldBody((head, b"%x\r\n" % len(body), body, b"\r\n0\r\n\r\n"))
+    return HeldBody((head, body))
 
 
 @dataclass(frozen=True)
@@ -443,7 +477,7 @@ class _Connection(asyncio.Protocol):
                     return
                 continue
             answer = self._server.respond(item.request, self._client)
-            if type(answer) is bytes:
+            if type(answer) is bytes or type(answer) is HeldBody:
                 self._reply(answer, item.keep_alive)
             else:
                 assert isinstance(answer, StreamedAnswer)
@@ -451,7 +485,7 @@ class _Connection(asyncio.Protocol):
 
     def _answer(self, item: _Parsed, key: CacheKey | None = None) -> None:
         answer = self._server.respond(item.request, self._client, key)
-        if type(answer) is bytes:
+        if type(answer) is bytes or type(answer) is HeldBody:
             self._reply(answer, item.keep_alive)
             return
         # Sent piece by piece: later requests on this connection wait their turn.
@@ -468,11 +502,15 @@ class _Connection(asyncio.Protocol):
             self._idle = True
             self._arm(self._limits.keepalive_timeout)
 
-    def _reply(self, data: bytes, keep_alive: bool) -> None:
+    def _reply(self, data: bytes | HeldBody, keep_alive: bool) -> None:
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        transport.write(data)
+        if type(data) is bytes:
+            transport.write(data)
+        else:
+            assert isinstance(data, HeldBody)
+            transport.writelines(data.pieces)
         if not keep_alive:
             transport.close()
         elif not self._mid_message and not self._queue:
@@ -511,10 +549,12 @@ class ReplayServer:
         self._connections: set[_Connection] = set()
         self._room = asyncio.Event()
         """Set when a connection ends: the accept loop may take the next one."""
-        # Serialised once, here: the hot path only looks up and writes.
-        self._responses: list[bytes | StreamedAnswer | None] = [
-            self._serialize(i) for i in index.interactions
-        ]
+        # Serialised once, when first served: the hot path then only looks up and writes.
+        # Not here: a lazily opened cassette (cassettes/reader.py load_lazily) keeps its
+        # bodies in the file until asked for, so start-up and memory stay those of the index.
+        self._responses: list[bytes | HeldBody | StreamedAnswer | None] = [None] * len(
+            index.interactions
+        )
         self._heads: dict[int, bytes] = {}
         self.answers: AnswerCache | None = None
         """Answers that cannot change, by raw request (replay/answer_cache.py); None: always
@@ -523,10 +563,13 @@ class ReplayServer:
         if latency_scale is None and faults is None and type(self).find is ReplayServer.find:
             self.answers = AnswerCache(index)
 
-    def _serialize(self, interaction: Interaction) -> bytes | StreamedAnswer:
+    def _serialize(self, interaction: Interaction) -> bytes | HeldBody | StreamedAnswer:
         if interaction.response is None:
             return error_response(interaction)
         response = interaction.response
+        held = _held_body(response)
+        if held is not None:
+            return held
         if is_streamed(interaction) and (
             response.stored is not None
             or self.latency_scale
@@ -543,7 +586,7 @@ class ReplayServer:
 
     def respond(
         self, request: Request, client: str | None = None, key: CacheKey | None = None
-    ) -> bytes | StreamedAnswer:
+    ) -> bytes | HeldBody | StreamedAnswer:
         """What answers ``request``: a recorded response (bytes, or a stream), or the miss report.
 
         ``key``: the request as it arrived, to keep the answer under in ``answers`` if it
@@ -561,12 +604,14 @@ class ReplayServer:
     def _bytes_for(self, hit: Hit, *, head_only: bool) -> bytes:
         """The answer as one block of bytes (a stream's pieces joined, a stored body's head only)."""
         answer = self._answer_for(hit, head_only=head_only)
+        if isinstance(answer, HeldBody):
+            return b"".join(answer.pieces)
         if not isinstance(answer, StreamedAnswer):
             return answer
         held = answer.response.chunks or ()
         return answer.head + b"".join(b"".join(answer.frame(c.data)) for c in held) + answer.end
 
-    def _answer_for(self, hit: Hit, *, head_only: bool) -> bytes | StreamedAnswer:
+    def _answer_for(self, hit: Hit, *, head_only: bool) -> bytes | HeldBody | StreamedAnswer:
         if hit.response is not None:  # rewritten for this request: made afresh, never cached
             return serialize_response(hit.response, head_only=head_only)
         number = hit.number
