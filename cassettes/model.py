@@ -311,4 +311,9 @@ class LazyResponse(Response):
             return NotImplemented
         return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(Response))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled or copied, it becomes a plain Response: its source holds a descriptor
+        # of this process's open file, which means nothing anywhere else.
+        return (Response, tuple(getattr(self, f.name) for f in fields(Response)))
+
     __hash__ = None  # type: ignore[assignment]

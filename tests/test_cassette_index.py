@@ -315,3 +315,15 @@ def test_baton_replay_serves_the_same_bytes_from_an_indexed_and_a_scanned_casset
             assert (status, body) == (200, item.response.body or b"")
         else:
             assert status == 502
+
+
+def test_a_lazy_response_pickles_and_copies_as_a_plain_response(tmp_path: Path) -> None:
+    import copy
+    import pickle
+
+    path = write(tmp_path / "a.cassette", [exchange(0)])
+    interaction = load_lazily(path).interactions[0]
+    assert isinstance(interaction.response, LazyResponse) and not interaction.response.loaded
+    for twin in (pickle.loads(pickle.dumps(interaction)), copy.deepcopy(interaction)):
+        assert type(twin.response) is Response
+        assert twin == interaction == read_cassette(path)[0]
