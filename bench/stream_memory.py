@@ -86,7 +86,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1024", help="body sizes in MiB, comma-separated")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="one round of 100 MiB")
     args, _ = parser.parse_known_args()  # make bench passes every script the same flags
+    if args.quick:
+        args.sizes, args.rounds = "100", 1
     sizes = [int(s) * MiB for s in args.sizes.split(",")]
 
     upstream = start_upstream("streams")
@@ -164,13 +167,16 @@ def main() -> int:
                         ],
                         port,
                     )  # fmt: skip
+                    speed = float("nan")
                     try:
                         if extra:
                             speed = download(upstream.url, size, proxy=replayer.url)
                         else:
                             speed = download(replayer.url, size)
-                        replays[name] = (speed, peak_rss(replayer.proc.pid))
+                    except RuntimeError as exc:  # a replay that fails to serve: say so, go on
+                        print(f"{label}: {name} failed: {exc}", flush=True)
                     finally:
+                        replays[name] = (speed, peak_rss(replayer.proc.pid))
                         replayer.stop()
                 medians = {name: statistics.median(v) for name, v in speeds.items()}
                 results[label] = {
@@ -218,7 +224,22 @@ def main() -> int:
         "record RSS", "replay RSS", "replay RSS (mitmproxy)", "replay MB/s",
     ]  # fmt: skip
     print(table(rows, header))
-    path = save("stream_memory", {"settings": vars(args), "results": results})
+    figures: dict[str, float] = {}
+    for found in results.values():
+        mib = int(found["size_bytes"]) // MiB  # type: ignore[call-overload]
+        cassette_bytes = int(found["cassette_bytes"])  # type: ignore[call-overload]
+        replay_found = found["replay"]
+        for name, key in (
+            ("baton replay (fast path)", f"replay_rss_{mib}mb_ratio"),
+            ("baton replay (mitmproxy path)", f"replay_mitmproxy_rss_{mib}mb_ratio"),
+        ):
+            peak = replay_found[name]["peak_rss_bytes"]  # type: ignore[index]
+            figures[key] = peak / cassette_bytes  # peak RSS of replay / the cassette's size
+    # The client's throughput through baton record over bare mitmdump's, for the largest body.
+    largest = max(results.values(), key=lambda found: int(found["size_bytes"]))  # type: ignore[call-overload]
+    figures["record_stream_vs_mitmdump"] = float(largest["record_vs_mitmdump"])  # type: ignore[arg-type]
+    print("figures: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()))
+    path = save("stream_memory", {"settings": vars(args), "figures": figures, "results": results})
     print(f"results: {path}")
     return 0
 
