@@ -16,7 +16,14 @@ import pytest
 from baton.cassettes import CassetteWriter
 from baton.cassettes.model import Interaction, Request, Response
 from baton.formats import import_file
-from baton.replay.comparison import Change, DriftClass
+from baton.replay.comparison import (
+    Change,
+    DriftClass,
+    NoiseRules,
+    _compare_in_full,
+    compare_responses,
+    endpoint_of,
+)
 from baton.replay.drift import DriftReport, Outcome, diff_cassettes
 from baton.replay.dynamic_values import (
     DynamicRules,
@@ -291,3 +298,32 @@ def test_the_json_report_is_written_as_json_dumps_writes_it(tmp_path: Path) -> N
     assert (
         render(real, "json") == json.dumps(report_json(real), indent=2, ensure_ascii=False) + "\n"
     )
+
+
+# -- comparison: equal answers take a shortcut; it must agree with the full comparison ---------
+
+
+def test_the_shortcut_for_equal_answers_agrees_with_the_full_comparison() -> None:
+    rules = NoiseRules(paths=["body.id"], ignore_order=True)
+    pairs = 0
+    for recording in [*_corpus_recordings(), _tricky_recording()]:
+        for interaction in recording:
+            recorded = interaction.response
+            if recorded is None:
+                continue
+            variants = [
+                replace(recorded),  # equal, another object (as read from a second cassette)
+                replace(recorded, status=recorded.status + 1),
+                replace(recorded, headers=(*recorded.headers, ("X-New", "1"))),
+                replace(recorded, headers=recorded.headers[1:]),
+            ]
+            if recorded.body is not None:
+                variants.append(replace(recorded, body=recorded.body + b" "))
+                variants.append(replace(recorded, body=b'{"id": 1, "items": [2, 1]}'))
+            for fresh in variants:
+                endpoint = endpoint_of(interaction.request.method, interaction.request.path)
+                full = _compare_in_full(recorded, fresh, endpoint, rules)
+                assert compare_responses(recorded, fresh, endpoint, rules) == full
+                pairs += 1
+            assert _compare_in_full(recorded, replace(recorded), "GET /", rules) == []
+    assert pairs > 1500
