@@ -394,8 +394,12 @@ class CassetteWriter:
 
     INLINE_BODY_LIMIT = 256 << 10
     """Interactions whose bodies together are this small may be appended on the event loop."""
-    SLOW_INLINE = 0.005
-    """An inline append slower than this (seconds) sends appends to the thread for a while."""
+    SLOW_INLINE = 0.02
+    """An inline append slower than this (seconds) sends appends to the thread for a while.
+
+    Wall time: on a busy machine a preempted loop looks slow too (at 5 ms the writer kept
+    falling back to the thread under a load average of 12), so the bound is where disks stall.
+    """
     _threaded_until = 0.0
     """Loop time before which every ``append_async`` goes to the writer thread."""
 
