@@ -2,8 +2,9 @@
 
 One Python process answers on one core; a test suite running its services
 in parallel, or a load test, wants the machine. The cassettes are read and
-every answer serialised once, in this process; then N worker processes are
-forked (sharing those pages copy-on-write), each with its own event loop and
+indexed once, in this process; then N worker processes are forked (sharing
+those pages copy-on-write; each serialises an answer when it first serves
+it), each with its own event loop and
 its own listening socket bound with ``SO_REUSEPORT`` to the same address, so
 the kernel spreads connections over them. A request's answer must then not
 depend on requests another worker saw: ``order_dependence``
@@ -172,7 +173,7 @@ def serve_workers(
         signum: signal.signal(signum, lambda *_: stop.set())
         for signum in (signal.SIGINT, signal.SIGTERM)
     }
-    server = make_server(host, port)  # serialised once, here: the workers share its pages
+    server = make_server(host, port)  # built once, here: the workers share its pages
     children: dict[int, int] = {}
     received: dict[int, list[bytes]] = {}
     readers: list[threading.Thread] = []
