@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import shutil
 import socket
 import subprocess
@@ -447,5 +448,50 @@ def test_the_mitmproxy_path_refuses_a_body_over_max_body_size(cassette: Path) ->
         with httpx.Client(base_url=f"http://127.0.0.1:{process.port}", timeout=10) as client:
             assert client.post("/upload", content=b"u" * 512).status_code == 200
             assert client.post("/upload", content=b"u" * 4096).status_code == 413
+    finally:
+        process.stop()
+
+
+def test_the_mitmproxy_path_serves_a_recorded_answer_beyond_the_fast_path_s_default_limit(
+    tmp_path: Path,
+) -> None:
+    """mitmproxy's body_size_limit holds both directions: the 100m default must not cut answers.
+
+    A streamed answer (recorded in parts) is what the mitmproxy path hands to baton's
+    loopback server, so mitmproxy reads it as a response and applies its limit.
+    """
+    piece = bytes(range(256)) * 4096  # 1 MiB
+    cassette = tmp_path / "large.cassette"
+    with CassetteWriter(cassette, redactor=None) as writer:
+        stream = writer.open_stream()
+        for n in range(101):  # 101 MiB, over the fast path's 100m default
+            stream.write(piece, float(n))
+        size = str(101 * len(piece))
+        writer.append(
+            Interaction(
+                "large",
+                Request("GET", "http", "api.test", 80, "/large", headers=(("Host", "api.test"),)),
+                Response(200, "OK", headers=(("Content-Length", size),), body=None),
+                recorded_at=1.0,
+            ),
+            streams={"response": stream},
+        )
+    process = start_baton(
+        ["replay", str(cassette), "--listen-port", "0", "--match-on", "method,path",
+         "--set", "connection_strategy=lazy"]
+    )  # fmt: skip
+    try:
+        assert "mitmproxy path" in process.output
+        digest, received = hashlib.sha256(), 0
+        with (
+            httpx.Client(base_url=f"http://127.0.0.1:{process.port}", timeout=60) as client,
+            client.stream("GET", "/large") as answer,
+        ):
+            assert answer.status_code == 200
+            for chunk in answer.iter_bytes():
+                digest.update(chunk)
+                received += len(chunk)
+        assert received == 101 * len(piece)
+        assert digest.hexdigest() == hashlib.sha256(piece * 101).hexdigest()
     finally:
         process.stop()

@@ -73,7 +73,16 @@ def limit_options(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def mitmproxy_limit_options(limits: ServerLimits) -> dict[str, Any]:
-    """What mitmproxy has an option for: the body size (its ``body_size_limit``, 413)."""
+    """What mitmproxy has an option for: the body size (its ``body_size_limit``, 413).
+
+    Only when ``--max-body-size`` was given (flag or configuration file): mitmproxy has one
+    limit for both directions, so the fast path's default (100m) would also refuse to
+    serve a recorded answer larger than that (a 502 in place of the body).
+    """
+    context = click.get_current_context(silent=True)
+    source = context.get_parameter_source("max_body_bytes") if context is not None else None
+    if source in (None, click.core.ParameterSource.DEFAULT):
+        return {}
     return {"body_size_limit": str(limits.max_body_bytes)}
 
 
