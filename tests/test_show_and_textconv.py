@@ -255,7 +255,7 @@ def test_git_diff_through_textconv_shows_only_content_changes(
 
 def test_textconv_leaves_out_what_changes_with_every_recording(recorded: Path) -> None:
     text = run_baton(["textconv", str(recorded)]).stdout
-    assert text.startswith("# baton cassette, format version 2\n")
+    assert text.startswith("# baton cassette, format version 3\n")
     for interaction in read_cassette(recorded):
         assert interaction.id not in text
         assert f"#{interaction.request.url}" not in text
