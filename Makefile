@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Test files run on this many workers (pytest-xdist); PYTEST_WORKERS=0 runs them in one process.
 PYTEST_WORKERS ?= 2
 
-.PHONY: test demo bench lint install clean docs
+.PHONY: test demo bench perf lint install clean docs
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
+
+# Issue 17's figures side by side in one run; rewrites their table in docs/benchmarks.md.
+perf: $(STAMP)
+	$(PY) bench/performance.py --write-docs
 
 clean:
 	rm -rf $(VENV) .venv-* .pytest_cache .ruff_cache .mypy_cache .hypothesis demo/out bench/results

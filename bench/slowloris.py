@@ -1,7 +1,7 @@
 """Slowloris against the fast replay server: does a well-behaved client still get served?
 
     python bench/slowloris.py [--connections 10000] [--seconds 20] [--header-timeout 10]
-                              [--max-connections 10000]
+                              [--max-connections 10000] [--workers 1]
 
 Starts ``baton replay`` (fast path) on a small cassette, then opens
 CONNECTIONS connections from this process, each sending half a request head
@@ -145,6 +145,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--header-timeout", type=float, default=10.0)
     parser.add_argument("--max-connections", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=1, help="baton replay --workers")
     args, _ = parser.parse_known_args()  # make bench passes every benchmark the same flags
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -158,7 +159,7 @@ def main() -> None:
             "baton replay",
             [str(VENV_BIN / "baton"), "replay", "-q", str(cassette), "--listen-port", str(port),
              "--header-timeout", str(args.header_timeout),
-             "--max-connections", str(args.max_connections)],
+             "--max-connections", str(args.max_connections), "--workers", str(args.workers)],
             port,
             probe_path="/items/1",
         )  # fmt: skip
@@ -194,7 +195,8 @@ def main() -> None:
         )  # fmt: skip
     print(
         f"slowloris: {args.connections} trickling connections ({opened} opened in all, "
-        f"--header-timeout {args.header_timeout}, --max-connections {args.max_connections}), "
+        f"--header-timeout {args.header_timeout}, --max-connections {args.max_connections}, "
+        f"--workers {args.workers}), "
         f"good client for {args.seconds:.0f} s"
     )
     print(table(rows, ["good client", "answered", "failed", "p50 ms", "p99 ms", "max ms"]))
