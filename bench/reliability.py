@@ -413,10 +413,12 @@ def record_onto_full_disk(
     cassette = folder / "full.cassette"
     recorder = start_recorder(cassette)
     statuses = []
-    with httpx.Client(base_url=recorder.url, trust_env=False, timeout=30) as client:
-        for n in range(requests):
-            statuses.append(client.get(f"/bytes?size={size}&id={n}").status_code)
-    code = recorder.stop()
+    try:
+        with httpx.Client(base_url=recorder.url, trust_env=False, timeout=30) as client:
+            for n in range(requests):
+                statuses.append(client.get(f"/bytes?size={size}&id={n}").status_code)
+    finally:
+        code = recorder.stop()
     output = recorder.output
     found = re.search(r"recorded (\d+) interactions?.*?(\d+) could not be recorded", output)
     written, failed = (int(found.group(1)), int(found.group(2))) if found else (-1, -1)

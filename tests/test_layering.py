@@ -102,6 +102,22 @@ def test_a_layer_loads_nothing_above_it(package: str, forbidden: tuple[str, ...]
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_baton_replay_loads_only_what_replaying_needs() -> None:
+    """Start-up (issue 17): the CLI loads one command's module; replay pays for no other's."""
+    heavy = ("deepdiff", "rich", "jinja2", "grpc", "openapi_core", "mitmproxy", "httpx", "yaml")
+    code = (
+        "import sys, click\n"
+        "from baton.proxy.cli import main\n"
+        "main.get_command(click.Context(main), 'replay')\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_no_cli_module_outgrows_one_command() -> None:
     sizes = {p.name: len(p.read_text().splitlines()) for p in (ROOT / "proxy" / "cli").glob("*.py")}
     assert sizes, "proxy/cli/ is a package of command modules"
