@@ -19,6 +19,12 @@ flow file), stops the upstream, and then serves it back with:
 * WireMock standalone (the jar from the npm package `wiremock`), one stub per
   recorded exchange, request journal off (its documented setting for load).
 
+``nginx-pinned`` and ``baton-pinned`` are nginx (1 worker) and the fast path
+again, each held to CPU 0 with ``taskset`` while wrk runs one thread held to
+CPU 1. Unpinned on two cores, wrk's two threads and the server take turns on
+the same cores and the scheduler's turns show in the tail (p99 near 4 ms for
+nginx itself); pinned, the tail is the server's own. Both ways are reported.
+
 wrk rotates through the recorded paths. Every contender runs in turn each
 round under the same conditions; the table reports medians, ratios against
 nginx, each server's start-up time (process start to first answer), its CPU
@@ -163,12 +169,16 @@ CONTENDERS = {
     "nginx-w2": "nginx (2 workers)",
     "baton": "baton replay (fast path)",
     "baton-w2": "baton replay (fast path, --workers 2)",
+    "nginx-pinned": "nginx (1 worker, CPU 0; wrk -t1 on CPU 1)",
+    "baton-pinned": "baton replay (fast path, CPU 0; wrk -t1 on CPU 1)",
     "baton-mitm": "baton replay (mitmproxy path)",
     "mitmdump": "mitmdump --server-replay",
     "talkback": "talkback",
     "wiremock": "WireMock",
 }
 """Short names for ``--only`` -> the row each one is."""
+PINNED = ("nginx-pinned", "baton-pinned")
+"""Held to CPU 0 while wrk runs one thread on CPU 1 (``taskset``)."""
 QUICK = ("nginx", "baton", "baton-w2", "nginx-w2")
 
 
@@ -251,7 +261,7 @@ def main() -> int:
         for short in wanted:
             name, port = CONTENDERS[short], free_port()
             ports[name] = port
-            if short in ("nginx", "nginx-w2"):
+            if short in ("nginx", "nginx-w2", "nginx-pinned"):
                 routes = {}
                 for interaction in read_cassette(cassette):
                     response = interaction.response
@@ -263,7 +273,7 @@ def main() -> int:
                     )
                 workers = 2 if short == "nginx-w2" else 1
                 contenders[name] = nginx_argv(routes, port, scratch / short, workers)
-            elif short == "baton":
+            elif short in ("baton", "baton-pinned"):
                 contenders[name] = [*baton, str(port)]
             elif short == "baton-w2":
                 contenders[name] = [*baton, str(port), "--workers", "2"]
@@ -315,6 +325,17 @@ def main() -> int:
                     str(port),
                     str(tapes),
                 ]
+        for short in PINNED:
+            if short in wanted:
+                contenders[CONTENDERS[short]] = [
+                    "taskset",
+                    "-c",
+                    "0",
+                    *contenders[CONTENDERS[short]],
+                ]
+        pinned_names = {CONTENDERS[short] for short in PINNED}
+        if pinned_names & set(contenders) and not shutil.which("taskset"):
+            raise SystemExit("taskset is not installed (Debian: util-linux)")
         if args.with_metrics:
             name, port = "baton replay (fast path, --metrics-port)", free_port()
             contenders[name] = [*baton, str(port), "--metrics-port", "0"]
@@ -333,9 +354,12 @@ def main() -> int:
                     if check.status_code != 200 or paths[6].encode() not in check.content:
                         raise SystemExit(f"{name} did not replay {paths[6]}: {check.status_code}")
                     warm = 5 if name == "WireMock" else 2  # the JVM needs its JIT warm-up
-                    run_wrk(url + "/", warm, args.connections, script=script)
+                    pin = {"threads": 1, "cpu": 1} if name in pinned_names else {}
+                    run_wrk(url + "/", warm, args.connections, script=script, **pin)
                     results[name].append(
-                        run_wrk(url + "/", seconds, args.connections, pid=proc.pid, script=script)
+                        run_wrk(
+                            url + "/", seconds, args.connections, pid=proc.pid, script=script, **pin
+                        )
                     )
                     memory[name].append(memory_mib(proc.pid))
                 finally:
@@ -415,6 +439,18 @@ def main() -> int:
             figures["fast_workers2_vs_nginx1"] = fast2 / nginx
     if nginx2 is not None:
         figures["nginx_workers2_rps"] = nginx2
+    fast_pinned = medians.get(CONTENDERS["baton-pinned"])
+    nginx_pinned = medians.get(CONTENDERS["nginx-pinned"])
+    if fast_pinned is not None:
+        figures["fast_pinned_p99_ms"] = fast_pinned.p99_ms
+        figures["fast_pinned_rps"] = fast_pinned.requests_per_second
+    if nginx_pinned is not None:
+        figures["nginx_pinned_p99_ms"] = nginx_pinned.p99_ms
+        figures["nginx_pinned_rps"] = nginx_pinned.requests_per_second
+        if fast_pinned is not None:
+            figures["fast_pinned_vs_nginx"] = (
+                fast_pinned.requests_per_second / nginx_pinned.requests_per_second
+            )
     if via_mitm is not None and server_replay is not None:
         ratios["mitmproxy_path_vs_server_replay"] = via_mitm / server_replay
     if fast is not None and server_replay is not None:

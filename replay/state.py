@@ -22,7 +22,6 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 from baton.cassettes.model import Interaction, Request, header_values
@@ -71,6 +70,9 @@ class SessionBy:
             values = header_values(request.headers, self.name)
             return values[0] if values else ""
         if self.kind == "cookie":
+            # Imported here: only --session-by cookie needs it, and it costs every start-up.
+            from http.cookies import CookieError, SimpleCookie
+
             for raw in header_values(request.headers, "cookie"):
                 jar: SimpleCookie = SimpleCookie()
                 try:

@@ -26,7 +26,6 @@ and what is allowed, exit 2.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,8 +111,16 @@ def find_config(start: Path) -> Path | None:
 
 def _has_baton_table(pyproject: Path) -> bool:
     try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        text = pyproject.read_bytes()
+    except OSError:
+        return False
+    if b"baton" not in text and b"\\u" not in text and b"\\U" not in text:
+        return False  # no key can name baton without those letters or an escape
+    import tomllib  # only for a file that may name baton: it compiles large regexes on import
+
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
         # A broken pyproject.toml of someone else's is not ours to refuse,
         # unless it names baton: then loading it says what is wrong.
         try:
@@ -134,6 +141,8 @@ def load_config(path: Path | None = None, *, start: Path | None = None) -> Confi
             return Config()
     elif not path.is_file():
         raise InputError(f"{path}: no such configuration file (drop --config, or create it)")
+    import tomllib
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:

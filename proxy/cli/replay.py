@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
 from pathlib import Path
 
@@ -251,6 +252,10 @@ def _replay_fast(
             index = options.load(cassettes, address=False)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
+    # What start-up built (modules, the index) lives as long as the server: moved out of
+    # the collector's generations, a full collection no longer walks it in the middle of
+    # a request, and forked workers do not touch (and copy) those pages when collecting.
+    gc.freeze()
     if workers > 1:
         listen, latency = (listen_host, listen_port), replay_latency
         replay_workers(index, cassettes, workers, listen, options, limits, latency, fail_on_miss)
