@@ -11,7 +11,7 @@ every difference gets a class:
 * ``value``: same shape, different value;
 * ``noise``: it matched an ignore rule, or was learned to change by itself.
 
-JSON bodies go through deepdiff (the only module that imports it); text
+JSON bodies go through deepdiff (the only module that imports it, when first needed); text
 bodies are compared by lines, binary ones by size and digest; headers by
 name, case-folded and order-free, minus a default list of headers that
 change on every answer.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import hashlib
 import json
 import re
@@ -28,7 +29,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from baton.cassettes.content_coding import decode_body
 from baton.cassettes.errors import ContentCodingError
@@ -36,17 +37,8 @@ from baton.cassettes.model import Headers, Response, header_values
 from baton.cassettes.sse import is_event_stream
 from baton.replay.graphql import error_changes, is_graphql_answer
 
-# deepdiff imports pydantic whenever it is installed (to diff pydantic models; baton compares
-# JSON). baton contract's openapi-core brings pydantic in, and loading it would cost every
-# `baton diff` ~7 MB: deepdiff is shown none while it loads, unless something loaded it first.
-_HIDE_PYDANTIC = "pydantic" not in sys.modules
-if _HIDE_PYDANTIC:
-    sys.modules["pydantic"] = None  # type: ignore[assignment]
-try:
+if TYPE_CHECKING:
     from deepdiff import DeepDiff
-finally:
-    if _HIDE_PYDANTIC:
-        del sys.modules["pydantic"]
 
 __all__ = [
     "NOISY_HEADERS",
@@ -288,10 +280,30 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
+@functools.cache
+def _deepdiff() -> type[DeepDiff]:
+    """deepdiff, loaded when two JSON bodies first differ (~0.15 s: most runs never need it).
+
+    deepdiff imports pydantic whenever it is installed (to diff pydantic models; baton
+    compares JSON). baton contract's openapi-core brings pydantic in, and loading it would
+    cost every `baton diff` ~7 MB: deepdiff is shown none while it loads, unless something
+    loaded it first.
+    """
+    hide_pydantic = "pydantic" not in sys.modules
+    if hide_pydantic:
+        sys.modules["pydantic"] = None  # type: ignore[assignment]
+    try:
+        from deepdiff import DeepDiff
+    finally:
+        if hide_pydantic:
+            del sys.modules["pydantic"]
+    return DeepDiff
+
+
 def _compare_json(
     old: Any, new: Any, ignore_order: bool
 ) -> list[tuple[DriftClass, str, str, Any, Any]]:
-    diff = DeepDiff(
+    diff = _deepdiff()(
         old,
         new,
         ignore_order=ignore_order,
@@ -474,16 +486,18 @@ def _compare_lines(old: list[str], new: list[str]) -> list[tuple[DriftClass, str
     return out
 
 
-def _compare_headers(old: Headers, new: Headers) -> list[tuple[DriftClass, str, str, Any, Any]]:
-    def by_name(headers: Headers) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for name, value in headers:
-            lowered = name.lower()
-            if lowered not in NOISY_HEADERS:  # never compared: left out at once
-                out.setdefault(lowered, []).append(value)
-        return out
+def _compared_headers(headers: Headers) -> dict[str, list[str]]:
+    """The headers that are compared, by lowered name, values in order."""
+    out: dict[str, list[str]] = {}
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered not in NOISY_HEADERS:  # never compared: left out at once
+            out.setdefault(lowered, []).append(value)
+    return out
 
-    before, after = by_name(old), by_name(new)
+
+def _compare_headers(old: Headers, new: Headers) -> list[tuple[DriftClass, str, str, Any, Any]]:
+    before, after = _compared_headers(old), _compared_headers(new)
     changes: list[tuple[DriftClass, str, str, Any, Any]] = []
     for name in sorted(before.keys() | after.keys()):
         location = f"header.{name}"
@@ -563,14 +577,18 @@ def compare_responses(
         ]
     if (
         recorded.status == fresh.status
-        and recorded.headers == fresh.headers
         and recorded.body == fresh.body
         and recorded.stored == fresh.stored
+        and (
+            recorded.headers == fresh.headers
+            or _compared_headers(recorded.headers) == _compared_headers(fresh.headers)
+        )
         and not is_event_stream(recorded.headers)
     ):
-        # The same answer (two recordings of a build that did not change): every comparison
-        # below finds nothing in two equal answers, and most pairs are equal. Event streams
-        # are left to their own comparison, which reads their pieces.
+        # The same answer but for headers never compared (Date, Server...): every comparison
+        # below finds nothing in it, and most answers are. Event streams are left to their
+        # own comparison, which reads their pieces (equal compared headers: both are or
+        # neither is one).
         return []
     return _compare_in_full(recorded, fresh, endpoint, rules)
 

@@ -14,13 +14,12 @@ carry a placeholder is left out, with the reason in the report.
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import os
 import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from baton.cassettes.model import Interaction, Request, Response
@@ -36,8 +35,13 @@ from baton.replay.comparison import (
 from baton.replay.index import Hit, Index
 from baton.replay.limits import AnswerLimits
 from baton.replay.matching import MatchConfig
-from baton.replay.resend import Outgoing, Resender, ResendError, TLSConfigError, tls_context
 from baton.replay.sharding import Shard, ShardInfo
+from baton.replay.state import recorded_state
+
+# The re-sender (asyncio, ssl, httptools) is loaded by the functions that send: comparing
+# two recordings (``diff_cassettes``) never needs it, and a run pays for what it uses.
+if TYPE_CHECKING:
+    from baton.replay.resend import Outgoing, Resender
 
 __all__ = [
     "DriftError",
@@ -197,6 +201,8 @@ def supplied_headers(
 
 def outgoing_request(request: Request, supplied: dict[str, str]) -> tuple[Outgoing | None, str]:
     """The request to re-send, or None and why it cannot be sent safely; plus a note."""
+    from baton.replay.resend import Outgoing
+
     headers: list[tuple[str, str]] = []
     dropped = []
     for name, value in request.headers:
@@ -237,6 +243,10 @@ async def check_reachable(
     A certificate that fails the check is named here, once, with the fix —
     not as a ``no_response`` for every request.
     """
+    import asyncio
+
+    from baton.replay.resend import tls_context
+
     parts = urlsplit(target)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise DriftError(f"--{role} {target!r}: give a URL such as http://127.0.0.1:8000")
@@ -294,10 +304,20 @@ async def diff_against_target(
     they keep their numbers in the whole recording. ``answers`` bounds what a
     target may send back; an answer past a limit is that interaction's error.
     """
-    try:
-        tls = tls_context(ca_cert, insecure=insecure)
-    except TLSConfigError as exc:
-        raise DriftError(str(exc)) from exc
+    import asyncio
+
+    from baton.replay.resend import Resender, TLSConfigError, tls_context
+
+    tls = None
+    # The system store takes ~0.2 s of CPU to load: only for an https:// URL (a --ca-cert
+    # given is checked whatever the URL, so a wrong path is still one line, exit 2).
+    if ca_cert is not None or any(
+        urlsplit(url).scheme == "https" for url in (target, reference) if url
+    ):
+        try:
+            tls = tls_context(ca_cert, insecure=insecure)
+        except TLSConfigError as exc:
+            raise DriftError(str(exc)) from exc
     await check_reachable(target, timeout, tls)
     if reference and reference != target:
         await check_reachable(reference, timeout, tls, role="reference")
@@ -368,6 +388,8 @@ async def _compare_one(
     rules: NoiseRules,
     learn_noise: bool,
 ) -> Outcome:
+    from baton.replay.resend import ResendError
+
     request = interaction.request
     endpoint = endpoint_of(request.method, request.path)
     outgoing, note = outgoing_request(request, supplied)
@@ -422,6 +444,42 @@ async def _compare_one(
 # -- two recordings -------------------------------------------------------------------
 
 
+def _new_index(interactions: list[Interaction]) -> Index:
+    """The replay index that pairs an old recording's requests with ``interactions``."""
+    return Index(interactions, MatchConfig.build(address=False), "strict")
+
+
+def _pairs_in_order(new: list[Interaction]) -> bool:
+    """True when the index over ``new`` pairs the i-th of a run of identical requests with
+    the i-th of ``new``, so pairing by position gives what it gives.
+
+    Why: identical requests template to identical match keys (no live value has been
+    learned: each pair's captured values are equal), and a key's queue answers in recorded
+    order; by induction each lookup takes the next of its queue, which is the request's own
+    place. Only the recorded state can send a lookup elsewhere (another write count's
+    bucket), so every interaction of ``new`` must carry no state, or all the state of a
+    recording that wrote nothing (``writes`` 0, not a write).
+    """
+    states = [recorded_state(interaction) for interaction in new]
+    if all(state is None for state in states):
+        return True
+    return all(state is not None and state.writes == 0 and not state.write for state in states)
+
+
+def _index_after(new: list[Interaction], paired: list[Request]) -> Index:
+    """The index over ``new`` in the state it would be in after pairing ``paired``, which
+    were paired by position (``_pairs_in_order``): each is looked up again, and must land
+    in its own place."""
+    index = _new_index(new)
+    for place, request in enumerate(paired):
+        result = index.lookup(request, forwarding=True)
+        if not isinstance(result, Hit) or result.number != place:
+            raise RuntimeError(  # _pairs_in_order is wrong: a bug in baton, not in the input
+                f"pairing by position disagrees with the replay index at interaction {place + 1}"
+            )
+    return index
+
+
 def diff_cassettes(
     old: Iterable[Interaction],
     new: Iterable[Interaction],
@@ -449,25 +507,41 @@ def diff_cassettes(
                 places[id(interaction)] = place
                 yield interaction
 
-    index = Index(wanted_new(), MatchConfig.build(address=False), "strict")
+    wanted = list(wanted_new())
+    # Two recordings of the same test hold the same requests in the same order. While they
+    # do, the i-th pairs with the i-th: what the replay index would pair them with (see
+    # ``_pairs_in_order``), without building it. At the first request that differs the
+    # index is built, told of the pairs made so far, and pairs the rest.
+    in_order = _pairs_in_order(wanted)
+    paired: list[Request] = []
+    index: Index | None = None
     report = DriftReport(source, target, fail_on)
     number = 0
     for number, interaction in enumerate(old, 1):
         if not _selected(interaction, only) or (shard and not shard.holds(interaction)):
             continue
-        result = index.lookup(interaction.request, forwarding=True)
-        if not isinstance(result, Hit):
-            report.outcomes.append(
-                _outcome(
-                    number,
-                    interaction,
-                    "only-in-old",
-                    note="no interaction in the new recording pairs with it",
+        request = interaction.request
+        if index is None:
+            place = len(paired)
+            if in_order and place < len(wanted) and wanted[place].request == request:
+                paired.append(request)
+                fresh = wanted[place]
+            else:
+                index = _index_after(wanted, paired)
+        if index is not None:
+            result = index.lookup(request, forwarding=True)
+            if not isinstance(result, Hit):
+                report.outcomes.append(
+                    _outcome(
+                        number,
+                        interaction,
+                        "only-in-old",
+                        note="no interaction in the new recording pairs with it",
+                    )
                 )
-            )
-            continue
-        endpoint = endpoint_of(interaction.request.method, interaction.request.path)
-        fresh = result.interaction
+                continue
+            fresh = result.interaction
+        endpoint = endpoint_of(request.method, request.path)
         changes = compare_responses(
             interaction.response,
             fresh.response,
@@ -492,7 +566,7 @@ def diff_cassettes(
             )
         )
     report.recorded = recorded = number
-    for extra in index.unused():
+    for extra in wanted[len(paired) :] if index is None else index.unused():
         number = recorded + places[id(extra)] if shard else number + 1
         report.outcomes.append(
             _outcome(number, extra, "only-in-new", note="recorded only in the new recording")

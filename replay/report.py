@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from typing import Any
-from xml.etree import ElementTree
 
 from baton.cassettes.wording import plural
 from baton.replay.comparison import Change, DriftClass
@@ -248,6 +247,8 @@ def _interaction_json(entry: dict[str, Any]) -> str:
 
 def render_junit(report: DriftReport) -> str:
     """JUnit XML: one testcase per endpoint, a failure where a change fails the gate."""
+    from xml.etree import ElementTree  # only this format needs it
+
     suite = ElementTree.Element(
         "testsuite",
         name=f"baton diff {report.source}",

@@ -316,6 +316,19 @@ def test_the_shortcut_for_equal_answers_agrees_with_the_full_comparison() -> Non
                 replace(recorded, status=recorded.status + 1),
                 replace(recorded, headers=(*recorded.headers, ("X-New", "1"))),
                 replace(recorded, headers=recorded.headers[1:]),
+                # headers never compared, added or changed; names in another case or order
+                replace(recorded, headers=(*recorded.headers, ("Date", "now"), ("server", "x"))),
+                replace(recorded, headers=tuple((n.upper(), v) for n, v in recorded.headers)),
+                replace(recorded, headers=recorded.headers[::-1]),
+                replace(
+                    recorded,
+                    headers=(
+                        ("Content-Type", "text/event-stream"),
+                        *recorded.headers,
+                        ("Age", "1"),
+                    ),
+                ),
+                replace(recorded, headers=(*recorded.headers, ("Date", "now")), status=500),
             ]
             if recorded.body is not None:
                 variants.append(replace(recorded, body=recorded.body + b" "))
@@ -327,3 +340,87 @@ def test_the_shortcut_for_equal_answers_agrees_with_the_full_comparison() -> Non
                 pairs += 1
             assert _compare_in_full(recorded, replace(recorded), "GET /", rules) == []
     assert pairs > 1500
+
+
+# -- pairing two recordings: by position while the requests agree, else the replay index ------
+
+
+def _tagged(recording: list[Interaction], writes: int, write: bool) -> list[Interaction]:
+    state = {"writes": writes, "write": write, "session": ""}
+    return [replace(i, tags={**i.tags, "state": state}) for i in recording]
+
+
+def _crafted(recording: list[Interaction]) -> Iterator[list[Interaction]]:
+    """New recordings to pair with ``recording``: equal, each kind of answer change, and
+    requests that differ (dropped, added, moved, repeated, changed), so pairing falls back."""
+    yield [replace(i) for i in recording]  # equal, other objects (as a second file reads them)
+    answered = [n for n, i in enumerate(recording) if i.response is not None]
+    for n in answered[:2] + answered[-1:]:
+        response = recording[n].response
+        assert response is not None
+        body = response.body or b""
+        changes = [
+            replace(response, status=response.status + 100),
+            replace(response, headers=(*response.headers, ("X-Added", "1"))),
+            replace(response, body=body.replace(b'"', b'"renamed_', 1)),
+            replace(response, body=b'{"id": "1", "items": {}}'),  # a type change, most likely
+        ]
+        for changed in changes:
+            yield [*recording[:n], replace(recording[n], response=changed), *recording[n + 1 :]]
+    if len(recording) > 2:
+        middle = len(recording) // 2
+        moved = replace(recording[middle], request=replace(recording[middle].request, path="/x"))
+        yield [*recording[:middle], moved, *recording[middle + 1 :]]
+        yield recording[:middle] + recording[middle + 1 :]  # one dropped
+        yield [*recording[:middle], recording[-1], *recording[middle:]]  # one added, a repeat
+        yield recording[::-1]
+    yield recording + recording  # every request twice: queues of two
+    yield recording[: len(recording) // 2]  # the new recording ends first
+    yield _tagged(recording, 0, False)
+    yield _tagged(recording, 1, False)  # state: always the index
+    # recorded in states that send the replay index elsewhere than the request's own place
+    yield [
+        replace(i, tags={"state": {"writes": len(recording) - n, "write": n % 2 == 0}})
+        for n, i in enumerate(recording)
+    ]
+
+
+def test_pairing_by_position_pairs_as_the_replay_index_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every report equals the one pairing by the index alone, on the corpus and crafted
+    recordings; and recordings that agree request for request build no index."""
+    import baton.replay.drift as drift
+
+    built: list[int] = []
+    new_index = drift._new_index
+
+    def counted(interactions: list[Interaction]) -> drift.Index:
+        built.append(len(interactions))
+        return new_index(interactions)
+
+    monkeypatch.setattr(drift, "_new_index", counted)
+    rules = NoiseRules(paths=["body.id"])
+    reports = 0
+    for whole in _corpus_recordings():
+        recording = whole[:30]  # the largest has 292: its first 30 show as much, in less time
+        cases = [(recording, new, {}) for new in _crafted(recording)]
+        cases.append((_tagged(recording, 0, False), _tagged(recording, 0, False), {}))
+        for new in (recording, recording[::-1]):
+            cases += [
+                (recording, new, {"shard": Shard(1, 2)}),
+                (recording, new, {"only": ["GET *"]}),
+            ]
+        for old, new, options in cases:
+            built.clear()
+            fast = report_json(diff_cassettes(old, new, rules=rules, **options))
+            if [i.request for i in old] == [i.request for i in new] and not any(
+                "state" in i.tags and i.tags["state"]["writes"] for i in new
+            ):
+                assert built == [], "equal requests in order are paired without an index"
+            with monkeypatch.context() as without:
+                without.setattr(drift, "_pairs_in_order", lambda new: False)
+                slow = report_json(diff_cassettes(old, new, rules=rules, **options))
+            assert fast == slow
+            reports += 1
+    assert reports > 500

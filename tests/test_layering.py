@@ -118,6 +118,36 @@ def test_baton_replay_loads_only_what_replaying_needs() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_baton_diff_of_two_recordings_loads_no_network_or_report_libraries(
+    tmp_path: Path,
+) -> None:
+    """Start-up (issue 17): comparing two equal recordings needs neither the re-sender (its
+    event loop, httptools) nor deepdiff (loaded when two JSON bodies first differ) nor rich."""
+    heavy = ("deepdiff", "rich", "jinja2", "grpc", "httpx", "yaml", "httptools", "uvloop")
+    heavy += ("baton.replay.resend", "xml.etree", "mitmproxy", "openapi_core")
+    code = (
+        "import sys\n"
+        "from baton.cassettes import CassetteWriter, Interaction, Request, Response\n"
+        "from baton.proxy.cli import main\n"
+        f"path = {str(tmp_path / 'api.cassette')!r}\n"
+        "with CassetteWriter(path, redactor=None) as writer:\n"
+        "    writer.append(Interaction('1', Request('GET', 'http', 'h', 80, '/a', (), 'HTTP/1.1',"
+        " ()), Response(200, 'OK', headers=(('content-type', 'application/json'),),"
+        " body=b'{\"a\": 1}'), 1.0))\n"
+        "try:\n"
+        "    main(['diff', path, path, '--format', 'json'])\n"
+        "except SystemExit as exit:\n"
+        "    print(exit.code)\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"verdict": "ok"' in result.stdout
+    assert result.stdout.splitlines()[-2:] == ["0", "[]"], result.stdout[-500:]
+
+
 def test_no_cli_module_outgrows_one_command() -> None:
     sizes = {p.name: len(p.read_text().splitlines()) for p in (ROOT / "proxy" / "cli").glob("*.py")}
     assert sizes, "proxy/cli/ is a package of command modules"

@@ -309,14 +309,16 @@ def _shown(location: str) -> str:
 @contextmanager
 def _progress(description: str) -> Iterator[Callable[[int], None]]:
     """A live count on a terminal; nothing in a pipe or under CI."""
+    if not sys.stderr.isatty() or os.environ.get("CI"):
+        yield lambda n: None  # rich (~0.07 s to import) only where it shows
+        return
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    show = sys.stderr.isatty() and not os.environ.get("CI")
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}: {task.completed}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, transient=True, disable=not show) as progress:
+    with Progress(*columns, transient=True) as progress:
         task = progress.add_task(description, total=None)
         yield lambda n: progress.advance(task, n)
