@@ -24,11 +24,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, overload
 
 import msgpack
 
@@ -54,19 +55,27 @@ from baton.cassettes.model import (
     WebSocketMessage,
 )
 from baton.cassettes.trailing_index import (
+    INDEX_LAYOUT,
     INDEX_RECORD_PREFIX,
+    PAGE_ENTRIES,
+    PLAIN,
+    ColumnBlock,
     IndexEntry,
     TrailingIndexError,
     each_index_entry,
+    index_layout,
     index_record_start,
     is_index_record,
+    read_column_blocks,
 )
 
 __all__ = [
     "CassetteReader",
+    "InteractionTable",
     "LazyCassette",
     "RawObject",
     "ReadLimits",
+    "load_indexed",
     "load_lazily",
     "read_cassette",
     "read_stored_chunks",
@@ -592,37 +601,253 @@ def _row_interaction(
     )
 
 
+def _head_interaction(
+    head: Any, answers: _FileAnswers, offset: int, length: int, where: str
+) -> Interaction:
+    """The interaction an index entry's head (a row or a map) describes, body left in the file."""
+    if type(head) is list:
+        return _row_interaction(head, answers, offset, length, where)
+    interaction = interaction_from_object(head, where, answers.version)
+    if interaction.response is None:  # an upstream error: nothing left in the file
+        return interaction
+    if _plain(interaction):
+        return _with_lazy_body(interaction, answers, offset, length)
+    raise CassetteFormatError(f"{where}: streams in an entry read lazily")
+
+
+def _read_whole(
+    answers: _FileAnswers, offset: int, length: int, parts: Iterable[list[int]], where: str
+) -> Interaction:
+    """The interaction at ``offset`` read in full, with the part records it names."""
+    streams = _Streams(answers.path, answers.limits)
+    for part_at, part_length in parts:
+        value = answers.read_object(part_at, part_length, "a part")
+        streams.add(part_from_object(value, where), part_at, part_at + part_length, where)
+    obj = answers.read_object(offset, length, "an interaction")
+    if type(obj) is not dict:
+        raise CassetteFormatError(f"{where}: the file holds no interaction there")
+    return interaction_from_object(obj, where, answers.version, streams)
+
+
 def _from_entries(entries: Iterable[IndexEntry], answers: _FileAnswers) -> list[Interaction]:
-    """The interactions the index record lists; ``CassetteError`` or ``TrailingIndexError``
-    when an entry does not hold (entries come a block at a time: the raw maps of one
-    block are in memory at once, not the whole record's)."""
+    """The interactions a layout-1 index record lists; ``CassetteError`` or
+    ``TrailingIndexError`` when an entry does not hold (entries come a block at a time:
+    the raw maps of one block are in memory at once, not the whole record's)."""
     out: list[Interaction] = []
     append = out.append
-    path, version, limits = answers.path, answers.version, answers.limits
+    path = answers.path
     for entry in entries:
         where = f"{path}: index entry for byte {entry.offset}"
-        head = entry.head
-        if type(head) is list:
-            append(_row_interaction(head, answers, entry.offset, entry.length, where))
-            continue
-        if head is not None:
-            interaction = interaction_from_object(head, where, version)
-            if interaction.response is None:  # an upstream error: nothing left in the file
-                append(interaction)
-            elif _plain(interaction):
-                append(_with_lazy_body(interaction, answers, entry.offset, entry.length))
-            else:
-                raise CassetteFormatError(f"{where}: streams in an entry read lazily")
-            continue
-        streams = _Streams(path, limits)
-        for offset, length in entry.parts:
-            value = answers.read_object(offset, length, "a part")
-            streams.add(part_from_object(value, where), offset, offset + length, where)
-        obj = answers.read_object(entry.offset, entry.length, "an interaction")
-        if type(obj) is not dict:
-            raise CassetteFormatError(f"{where}: the file holds no interaction there")
-        append(interaction_from_object(obj, where, version, streams))
+        if entry.head is not None:
+            append(_head_interaction(entry.head, answers, entry.offset, entry.length, where))
+        else:
+            append(_read_whole(answers, entry.offset, entry.length, entry.parts, where))
     return out
+
+
+_PAGES_KEPT = 8
+"""Inflated pages of heads an ``InteractionTable`` keeps (reading in order inflates each once)."""
+
+
+class InteractionTable(Sequence[Interaction]):
+    """The interactions of cassettes opened for replay, each built when first asked for.
+
+    From a layout-2 index record (cassettes/trailing_index.py) opening costs
+    its columns: ``kinds`` (method, scheme, host, port), ``paths``, ``facts``
+    and ``states`` per interaction, which is what the replay index needs to
+    place a ``PLAIN`` one without building it. ``table[n]`` builds
+    interaction ``n`` from its head (checked against its columns), once; its
+    response body stays in the file (``LazyResponse``). A cassette without
+    such a record is a table of interactions already built, every fact off.
+    """
+
+    def __init__(self) -> None:
+        self.kinds: list[tuple[str, str, str, int]] = []
+        """Per interaction: its request's method, scheme, host, port where ``PLAIN`` is set."""
+        self.paths: list[str] = []
+        self.facts: list[int] = []
+        self.states: list[Any] = []
+        """The ``state`` tag as the index record codes it (trailing_index ``_state_code``)."""
+        self.earliest: float | None = None
+        """The earliest ``recorded_at`` when the records say (else None)."""
+        self._count = 0
+        self._built: dict[int, Interaction] = {}
+        self._starts: list[int] = []
+        self._blocks: list[tuple[ColumnBlock, _FileAnswers]] = []
+        self._pages: dict[tuple[int, int], bytes] = {}
+        self._added: list[Interaction] = []
+
+    @classmethod
+    def of_list(cls, interactions: Iterable[Interaction]) -> InteractionTable:
+        """A table of interactions already built (every fact off)."""
+        table = cls()
+        built = list(interactions)
+        count = len(built)
+        table._count = count
+        table._built = dict(enumerate(built))
+        table.kinds = [("", "", "", 0)] * count
+        table.paths = [""] * count
+        table.facts = [0] * count
+        table.states = [None] * count
+        table.earliest = min((i.recorded_at for i in built), default=None)
+        return table
+
+    @classmethod
+    def _of_blocks(cls, blocks: list[ColumnBlock], answers: _FileAnswers) -> InteractionTable:
+        table = cls()
+        earliest: list[float | None] = []
+        for block in blocks:
+            table._starts.append(block.first)
+            table._blocks.append((block, answers))
+            table.kinds += block.kinds
+            table.paths += block.paths
+            table.facts += block.facts
+            table.states += block.states
+            earliest.append(block.earliest)
+            for position, parts in block.whole.items():
+                offset, length = block.offsets[position], block.lengths[position]
+                where = f"{answers.path}: index entry for byte {offset}"
+                table._built[block.first + position] = _read_whole(
+                    answers, offset, length, parts, where
+                )
+        table._count = len(table.facts)
+        if earliest and None not in earliest:
+            table.earliest = min(e for e in earliest if e is not None)
+        return table
+
+    @classmethod
+    def joined(cls, tables: Sequence[InteractionTable]) -> InteractionTable:
+        """One table of several cassettes' interactions, in the order given."""
+        if len(tables) == 1:
+            return tables[0]
+        out = cls()
+        earliest = []
+        for table in tables:
+            if table._added:
+                raise ValueError("a table that grew cannot be joined")
+            base = out._count
+            out.kinds += table.kinds
+            out.paths += table.paths
+            out.facts += table.facts
+            out.states += table.states
+            out._built.update({base + n: i for n, i in table._built.items()})
+            out._starts += [base + start for start in table._starts]
+            out._blocks += table._blocks
+            out._count += table._count
+            earliest.append(table.earliest)
+        if earliest and None not in earliest:
+            out.earliest = min(e for e in earliest if e is not None)
+        return out
+
+    def __len__(self) -> int:
+        return self._count + len(self._added)
+
+    @overload
+    def __getitem__(self, number: int) -> Interaction: ...
+
+    @overload
+    def __getitem__(self, number: slice) -> list[Interaction]: ...
+
+    def __getitem__(self, number: int | slice) -> Interaction | list[Interaction]:
+        if isinstance(number, slice):
+            return [self[n] for n in range(*number.indices(len(self)))]
+        if number < 0:
+            number += len(self)
+        if not 0 <= number < len(self):
+            raise IndexError("interaction number out of range")
+        if number >= self._count:
+            return self._added[number - self._count]
+        found = self._built.get(number)
+        if found is None:
+            found = self._built[number] = self._build(number)
+        return found
+
+    def __iter__(self) -> Iterator[Interaction]:
+        for number in range(len(self)):
+            yield self[number]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, InteractionTable | list | tuple):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def append(self, interaction: Interaction) -> None:
+        """Add an interaction recorded since (``new_episodes``)."""
+        self._added.append(interaction)
+
+    def built(self, number: int) -> bool:
+        """True once interaction ``number`` has been built."""
+        return number >= self._count or number in self._built
+
+    def _page(self, which: int, block: ColumnBlock, number: int) -> bytes:
+        key = (which, number)
+        page = self._pages.get(key)
+        if page is None:
+            if len(self._pages) >= _PAGES_KEPT:
+                del self._pages[next(iter(self._pages))]
+            page = self._pages[key] = block.page(number)
+        return page
+
+    def _build(self, number: int) -> Interaction:
+        which = bisect_right(self._starts, number) - 1
+        block, answers = self._blocks[which]
+        position = number - self._starts[which]
+        offset, length = block.offsets[position], block.lengths[position]
+        where = f"{answers.path}: index entry for byte {offset}"
+        limits = answers.limits
+        try:
+            page = self._page(which, block, position // PAGE_ENTRIES)
+            head = block.head(page, position, limits.max_object_bytes, limits.max_str_bytes)
+        except TrailingIndexError as exc:
+            raise CassetteFormatError(f"{where}: {exc}") from exc
+        except Exception as exc:
+            raise CassetteFormatError(
+                f"{where}: its head cannot be read ({type(exc).__name__})"
+            ) from exc
+        interaction = _head_interaction(head, answers, offset, length, where)
+        if self.facts[number] & PLAIN:
+            request = interaction.request
+            if (
+                (request.method, request.scheme, request.host, request.port) != self.kinds[number]
+                or request.path != self.paths[number]
+                or request.query
+                or request.body != b""
+            ):
+                raise CassetteFormatError(f"{where}: its head differs from its index entry")
+        return interaction
+
+
+def load_indexed(
+    path: str | os.PathLike[str], limits: ReadLimits | None = None
+) -> InteractionTable:
+    """Open a cassette for replay as an ``InteractionTable``: from its layout-2 index record
+    when it has a valid one (nothing but the record is read), else as ``load_lazily`` does.
+    Raises ``CassetteError``."""
+    with CassetteReader(path, limits, warn_torn=False) as reader:
+        answers = _FileAnswers(
+            reader.path, os.dup(reader._file.fileno()), reader.version, reader.limits
+        )
+        try:
+            return _table(reader, answers)
+        except (TrailingIndexError, CassetteError) as exc:
+            logger.debug("%s: index record not used (%s)", reader.path, exc)
+    return InteractionTable.of_list(load_lazily(path, limits).interactions)
+
+
+def _table(reader: CassetteReader, answers: _FileAnswers) -> InteractionTable:
+    """The table of a layout-2 index record (``TrailingIndexError`` for any other)."""
+    arguments = (
+        answers.pread,
+        reader.file_size,
+        reader.header_end,
+        reader.limits.max_object_bytes,
+        reader.limits.max_str_bytes,
+    )
+    if index_layout(*arguments) != INDEX_LAYOUT:
+        raise TrailingIndexError("of layout 1")
+    return InteractionTable._of_blocks(read_column_blocks(*arguments), answers)
 
 
 def _damaged_index(
@@ -699,14 +924,19 @@ def load_lazily(path: str | os.PathLike[str], limits: ReadLimits | None = None) 
         )
         why: str | None = None
         try:
-            entries = each_index_entry(
-                answers.pread,
-                reader.file_size,
-                reader.header_end,
-                reader.limits.max_object_bytes,
-                reader.limits.max_str_bytes,
-            )
-            interactions = _from_entries(entries, answers)
+            try:
+                interactions = list(_table(reader, answers))
+            except TrailingIndexError as exc:
+                if not str(exc).startswith("of layout 1"):
+                    raise
+                entries = each_index_entry(
+                    answers.pread,
+                    reader.file_size,
+                    reader.header_end,
+                    reader.limits.max_object_bytes,
+                    reader.limits.max_str_bytes,
+                )
+                interactions = _from_entries(entries, answers)
         except (TrailingIndexError, CassetteError) as exc:
             why = str(exc) if isinstance(exc, TrailingIndexError) else f"damaged ({exc})"
             logger.debug("%s: index record not used (%s); scanning", reader.path, why)

@@ -20,15 +20,27 @@ scanning, which skips index records; a damaged record never yields an
 interaction. An entry only says where to look: what is read there is checked
 against it (id and request) before it is used.
 
+Layout 2 (this writer's) keeps the entries as columns, a block at a time, so
+that opening is a bulk operation: offsets and lengths as packed integers,
+each request's method, scheme, host and port (one table per block) and path,
+a few facts the writer worked out (``PLAIN``: no query, no body, no header
+a dynamic value could sit in; ``OFFERS``: the answer has an ETag, Location
+or Set-Cookie header), the ``state`` tag, and the heads (rows) themselves,
+compressed in pages of ``PAGE_ENTRIES`` and decoded only when an
+interaction is asked for. Layout 1 (a list of entries) is still read.
+
 This module packs and checks the record; cassettes/reader.py and
 cassettes/writer.py decide when to read and write it.
 """
 
 from __future__ import annotations
 
+import sys
 import zlib
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import add, le
 from typing import Any
 
 import msgpack
@@ -36,23 +48,82 @@ import msgpack
 from baton.cassettes.codec import pack
 
 __all__ = [
+    "FACTS_VERSION",
     "INDEX_KEY",
     "INDEX_RECORD_PREFIX",
+    "OFFERS",
+    "PAGE_ENTRIES",
+    "PLAIN",
     "ROW_FIELDS",
+    "TRACE_HEADERS",
+    "VALUE_FREE_HEADERS",
+    "ColumnBlock",
     "IndexBuilder",
     "IndexEntry",
     "TrailingIndexError",
     "each_index_entry",
     "entry_for",
+    "index_layout",
     "index_record_start",
     "is_index_record",
+    "read_column_blocks",
     "read_trailing_index",
     "stream_ids",
 ]
 
 INDEX_KEY = "index"
-INDEX_LAYOUT = 1
-"""The layout of the record's entries; a reader that knows another layout scans instead."""
+INDEX_LAYOUT = 2
+"""The layout of the record's entries written now (columns); a reader reads layouts 1 and
+2 and scans for any other."""
+ENTRY_LIST_LAYOUT = 1
+"""Layout 1: a list of ``[offset, length, head, parts]`` entries per block."""
+
+FACTS_VERSION = 1
+"""What ``PLAIN`` and ``OFFERS`` mean (the header names below); a record whose facts have
+another version is read with every fact off (each interaction then decoded at open)."""
+PLAIN = 1
+"""A fact: a row-form head whose request has no query, an empty body and only headers in
+``VALUE_FREE_HEADERS`` (or ``sec-*``): its match key and dynamic-value checks need only
+its method, scheme, host, port and path."""
+OFFERS = 2
+"""A fact: its answer has an ETag, Location or Set-Cookie header (a value a client may
+send back)."""
+PAGE_ENTRIES = 256
+"""Heads are compressed this many to a page: asking for one decodes one page."""
+
+TRACE_HEADERS = frozenset(
+    {
+        "traceparent",
+        "tracestate",
+        "b3",
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-parentspanid",
+        "x-b3-sampled",
+        "x-b3-flags",
+    }
+)
+"""Trace context: never part of a match key (replay/dynamic_values.py re-exports it)."""
+
+VALUE_FREE_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "content-type",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "connection",
+        "user-agent",
+        "transfer-encoding",
+        "date",
+    }
+)
+"""Request headers about the connection or the framing, never an id sent back
+(replay/dynamic_values.py reads no value from them, nor from trace context or ``sec-*``)."""
+
+_OFFERING_HEADERS = frozenset({"etag", "location", "set-cookie"})
+_LITTLE = sys.byteorder == "little"
 
 _TAIL = b"\xa5start\xcf"  # fixstr "start", then a msgpack uint64
 INDEX_RECORD_PREFIX = b"\x84\xa5index"
@@ -60,9 +131,9 @@ INDEX_RECORD_PREFIX = b"\x84\xa5index"
 TAIL_BYTES = len(_TAIL) + 8
 
 _BLOCK_ENTRIES = 1 << 15
-_BLOCK_BYTES = 1 << 20
-"""A block is closed at this many entries or packed bytes: it stays far below the
-reader's limits on arrays and on what one block may inflate to."""
+_BLOCK_BYTES = 8 << 20
+"""A block is closed at this many entries or packed head bytes: its columns stay far
+below the reader's limits on arrays and on what one block may inflate to."""
 _MAX_BLOCK_INFLATED = 64 << 20
 
 _HEAD_INLINE_LIMIT = 16 << 10
@@ -100,26 +171,86 @@ def _read_whole(obj: dict[str, Any]) -> bool:
     )
 
 
-def entry_for(obj: dict[str, Any], offset: int, length: int, parts: list[list[int]]) -> bytes:
-    """The packed index entry of the interaction object ``obj`` written at ``offset``.
+_Entry = tuple[int, int, bytes | None, list[list[int]], Any, Any, int, Any, Any]
+"""What ``IndexBuilder`` keeps of one interaction (``entry_for``)."""
+
+
+def entry_for(obj: dict[str, Any], offset: int, length: int, parts: list[list[int]]) -> _Entry:
+    """What the index record lists of the interaction object ``obj`` written at ``offset``.
 
     ``parts``: ``[offset, length]`` of the part records of the streams it
-    names, in file order. An entry is a list ``[offset, length, head,
-    parts]``: ``head`` is the interaction map with the response's body left
-    out (nil), or nil when the interaction is read whole at open, and then
-    ``parts`` lists the part records it needs (else nil).
+    names, in file order. The head is the interaction as a row (or its map
+    with the response's body left out), packed; None when the interaction is
+    read whole at open, and then ``parts`` lists the part records it needs.
     """
+    recorded_at = obj.get("recorded_at")
+    if type(recorded_at) not in (float, int):
+        recorded_at = None
     if not _read_whole(obj):
         response = obj.get("response")
-        head: Any = _row(obj)
+        row = _row(obj)
+        head: Any = row
         if head is None:
             head = (
                 {**obj, "response": {**response, "body": None}} if type(response) is dict else obj
             )
-        packed = pack([offset, length, head, None])
+        packed = pack(head)
         if len(packed) <= _HEAD_INLINE_LIMIT:
-            return packed
-    return pack([offset, length, None, parts or None])
+            if row is None:
+                state = _state_code(obj.get("tags"))
+                return (offset, length, packed, [], None, "", 0, state, recorded_at)
+            request = obj["request"]
+            facts = PLAIN if _plain_request(request) else 0
+            if any(
+                type(pair) is list and pair and str(pair[0]).lower() in _OFFERING_HEADERS
+                for pair in obj["response"].get("headers") or ()
+            ):
+                facts |= OFFERS
+            kind = (request["method"], request["scheme"], request["host"], request["port"])
+            return (
+                offset,
+                length,
+                packed,
+                [],
+                kind,
+                request["path"],
+                facts,
+                _state_code(obj.get("tags")),
+                recorded_at,
+            )
+    return (offset, length, None, parts, None, "", 0, None, recorded_at)
+
+
+def _plain_request(request: dict[str, Any]) -> bool:
+    """No query, an empty body, and no header a dynamic or generated value could sit in."""
+    if request.get("query") or request.get("body") != b"":
+        return False
+    for pair in request.get("headers") or ():
+        if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not str:
+            return False
+        lower = pair[0].lower()
+        if (
+            lower not in VALUE_FREE_HEADERS
+            and lower not in TRACE_HEADERS
+            and not (lower.startswith("sec-"))
+        ):
+            return False
+    return True
+
+
+def _state_code(tags: Any) -> Any:
+    """The ``state`` tag as replay/state.py's ``recorded_state`` reads it: nil (none or
+    mangled), ``writes * 2 + write``, or ``[writes, write, session]`` when it names one."""
+    tag = tags.get("state") if type(tags) is dict else None
+    if not isinstance(tag, dict):
+        return None
+    writes = tag.get("writes")
+    if not isinstance(writes, int) or isinstance(writes, bool) or writes < 0:
+        return None
+    session = tag.get("session", "")
+    session = session if isinstance(session, str) else ""
+    write = bool(tag.get("write"))
+    return [writes, write, session] if session else writes * 2 + write
 
 
 _ROW_KEYS = frozenset(("id", "recorded_at", "duration_ms", "request", "response", "error", "tags"))
@@ -170,23 +301,42 @@ def _array_header(count: int) -> bytes:
     return b"\xdd" + count.to_bytes(4, "big")
 
 
-class IndexBuilder:
-    """Collects packed entries as interactions are written, compressed a block at a time.
+def _packed_integers(values: list[int]) -> bytes:
+    """``values`` as little-endian unsigned 64-bit integers."""
+    packed = array("Q", values)
+    if not _LITTLE:
+        packed.byteswap()
+    return packed.tobytes()
 
-    A recorder holds its index while it runs: entries are kept packed and
+
+def _integers(data: Any, count: int) -> array[int]:
+    """The ``count`` little-endian unsigned 64-bit integers of ``data``; ``TrailingIndexError``."""
+    if type(data) is not bytes or len(data) != 8 * count:
+        raise TrailingIndexError("damaged (a column of integers)")
+    values = array("Q")
+    values.frombytes(data)
+    if not _LITTLE:
+        values.byteswap()
+    return values
+
+
+class IndexBuilder:
+    """Collects the entries as interactions are written, compressed a block at a time.
+
+    A recorder holds its index while it runs: entries are kept as columns and
     compressed (tens of bytes per interaction), not as objects.
     """
 
     def __init__(self) -> None:
         self.count = 0
         self._blocks: list[list[Any]] = []
-        self._pending: list[bytes] = []
+        self._pending: list[_Entry] = []
         self._pending_bytes = 0
 
-    def add(self, entry: bytes) -> None:
-        """Add one packed entry (``entry_for``), in file order."""
+    def add(self, entry: _Entry) -> None:
+        """Add one entry (``entry_for``), in file order."""
         self._pending.append(entry)
-        self._pending_bytes += len(entry)
+        self._pending_bytes += 64 if entry[2] is None else len(entry[2])
         self.count += 1
         if len(self._pending) >= _BLOCK_ENTRIES or self._pending_bytes >= _BLOCK_BYTES:
             self._close_block()
@@ -194,9 +344,50 @@ class IndexBuilder:
     def _close_block(self) -> None:
         if not self._pending:
             return
-        data = zlib.compress(_array_header(len(self._pending)) + b"".join(self._pending), 1)
-        self._blocks.append([zlib.crc32(data), data])
-        self._pending, self._pending_bytes = [], 0
+        entries, self._pending, self._pending_bytes = self._pending, [], 0
+        kinds: dict[Any, int] = {}
+        kind_column: list[int] = []
+        rows_at: list[int] = []
+        pages: list[bytes] = []
+        page: list[bytes] = []
+        page_bytes = 0
+        whole: list[list[Any]] = []
+        for number, entry in enumerate(entries):
+            kind = entry[4]
+            if kind is None:
+                kind_column.append(0)
+            else:
+                kind_column.append(kinds.setdefault(kind, len(kinds)))
+            if number and number % PAGE_ENTRIES == 0:
+                pages.append(zlib.compress(b"".join(page), 1))
+                page, page_bytes = [], 0
+            rows_at.append(page_bytes)
+            head = entry[2] if entry[2] is not None else b"\xc0"
+            page.append(head)
+            page_bytes += len(head)
+            if entry[2] is None:
+                whole.append([number, entry[3]])
+        pages.append(zlib.compress(b"".join(page), 1))
+        times = [entry[8] for entry in entries if entry[8] is not None]
+        columns = {
+            "n": len(entries),
+            "at": _packed_integers([entry[0] for entry in entries]),
+            "len": _packed_integers([entry[1] for entry in entries]),
+            "kinds": [list(kind) for kind in kinds] or [["", "", "", 0]],
+            "kind": kind_column,
+            "path": [entry[5] for entry in entries],
+            "facts_version": FACTS_VERSION,
+            "facts": [entry[6] for entry in entries],
+            "state": [entry[7] for entry in entries],
+            "earliest": min(times) if len(times) == len(entries) else None,
+            "whole": whole,
+            "rows_at": _packed_integers(rows_at),
+        }
+        data = zlib.compress(pack(columns), 1)
+        crc = zlib.crc32(data)
+        for compressed in pages:
+            crc = zlib.crc32(compressed, crc)
+        self._blocks.append([crc, data, pages])
 
     def record(self, start: int) -> bytes:
         """The packed index record, to be written at byte ``start`` as the file's last object."""
@@ -267,9 +458,10 @@ def index_record_start(pread: Any, file_size: int) -> int | None:
     return int.from_bytes(tail[len(_TAIL) :], "big")
 
 
-def _entries(
+def _record(
     pread: Any, file_size: int, header_end: int, max_object_bytes: int, max_str_bytes: int
-) -> Iterator[IndexEntry]:
+) -> tuple[dict[str, Any], int]:
+    """The index record that ends the file and where it starts, its outer fields checked."""
     if file_size < header_end + TAIL_BYTES:
         raise TrailingIndexError("absent")
     tail = pread(TAIL_BYTES, file_size - TAIL_BYTES)
@@ -281,11 +473,42 @@ def _entries(
     record = _unpack(pread(file_size - start, start), max_object_bytes, max_str_bytes)
     if not is_index_record(record):
         raise TrailingIndexError("damaged (not an index record)")
-    if record.get(INDEX_KEY) != INDEX_LAYOUT:
+    if record.get(INDEX_KEY) not in (ENTRY_LIST_LAYOUT, INDEX_LAYOUT):
         raise TrailingIndexError(f"of another layout ({record.get(INDEX_KEY)!r})")
     count, blocks = record.get("count"), record.get("blocks")
     if record.get("start") != start or type(count) is not int or type(blocks) is not list:
         raise TrailingIndexError("damaged (its fields)")
+    return record, start
+
+
+def index_layout(
+    pread: Any, file_size: int, header_end: int, max_object_bytes: int, max_str_bytes: int
+) -> int:
+    """The layout of the index record that ends the file (``TrailingIndexError`` if none)."""
+    try:
+        record, _ = _record(pread, file_size, header_end, max_object_bytes, max_str_bytes)
+    except TrailingIndexError:
+        raise
+    except Exception as exc:  # a hostile record must only ever mean "scan instead"
+        raise TrailingIndexError(f"damaged ({type(exc).__name__})") from exc
+    return int(record[INDEX_KEY])
+
+
+def _inflated(data: bytes) -> bytes:
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, _MAX_BLOCK_INFLATED)
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise TrailingIndexError("damaged (a block inflates too far or is cut short)")
+    return out
+
+
+def _entries(
+    pread: Any, file_size: int, header_end: int, max_object_bytes: int, max_str_bytes: int
+) -> Iterator[IndexEntry]:
+    record, start = _record(pread, file_size, header_end, max_object_bytes, max_str_bytes)
+    if record[INDEX_KEY] != ENTRY_LIST_LAYOUT:
+        raise TrailingIndexError(f"of another layout ({record[INDEX_KEY]!r})")
+    count, blocks = record["count"], record["blocks"]
     seen = 0
     last_end = header_end
     for block in blocks:
@@ -293,11 +516,7 @@ def _entries(
             raise TrailingIndexError("damaged (a block)")
         if zlib.crc32(block[1]) != block[0]:
             raise TrailingIndexError("damaged (a block's CRC-32 differs)")
-        inflater = zlib.decompressobj()
-        data = inflater.decompress(block[1], _MAX_BLOCK_INFLATED)
-        if inflater.unconsumed_tail or not inflater.eof:
-            raise TrailingIndexError("damaged (a block inflates too far or is cut short)")
-        entries = _unpack(data, max_object_bytes, max_str_bytes)
+        entries = _unpack(_inflated(block[1]), max_object_bytes, max_str_bytes)
         if type(entries) is not list:
             raise TrailingIndexError("damaged (a block is not a list)")
         for raw in entries:
@@ -307,6 +526,196 @@ def _entries(
             yield entry
     if seen != count:
         raise TrailingIndexError(f"damaged (it counts {count} interactions and lists {seen})")
+
+
+@dataclass(slots=True)
+class ColumnBlock:
+    """One block of a layout-2 record, every column checked against the file; heads packed."""
+
+    first: int
+    """The number of its first interaction in the file (0-based)."""
+    count: int
+    offsets: array[int]
+    lengths: array[int]
+    kinds: list[tuple[str, str, str, int]]
+    """Per interaction: (method, scheme, host, port); meaningful where ``PLAIN`` is set."""
+    paths: list[str]
+    """Per interaction: its request's path where ``PLAIN`` is set (else meaningless)."""
+    facts: list[int]
+    states: list[Any]
+    """``_state_code`` per interaction (decoded by the reader)."""
+    earliest: float | None
+    """The earliest ``recorded_at`` of its interactions (None: one had none)."""
+    whole: dict[int, list[list[int]]]
+    """Position in the block -> the part records of an interaction read whole at open."""
+    rows_at: array[int]
+    pages: list[bytes]
+    """Compressed pages of packed heads, ``PAGE_ENTRIES`` to a page."""
+
+    def page(self, number: int) -> bytes:
+        """Page ``number``'s packed heads, inflated (``TrailingIndexError`` if damaged)."""
+        return _inflated(self.pages[number])
+
+    def head(self, page: bytes, position: int, max_object_bytes: int, max_str_bytes: int) -> Any:
+        """The decoded head (row or map) at ``position``, from its inflated ``page``."""
+        begin = self.rows_at[position]
+        end = (
+            self.rows_at[position + 1]
+            if (position + 1) % PAGE_ENTRIES and position + 1 < self.count
+            else len(page)
+        )
+        if not begin < end <= len(page):
+            raise TrailingIndexError(f"damaged (the head of entry {position})")
+        return _unpack(page[begin:end], max_object_bytes, max_str_bytes)
+
+
+def read_column_blocks(
+    pread: Any, file_size: int, header_end: int, max_object_bytes: int, max_str_bytes: int
+) -> list[ColumnBlock]:
+    """The blocks of the layout-2 index record that ends the file, every check passed.
+
+    Raises ``TrailingIndexError`` saying why the record cannot be used; never
+    anything else. Heads stay compressed (checked by the CRC, decoded on demand).
+    """
+    try:
+        return _column_blocks(pread, file_size, header_end, max_object_bytes, max_str_bytes)
+    except TrailingIndexError:
+        raise
+    except Exception as exc:  # a hostile record must only ever mean "scan instead"
+        raise TrailingIndexError(f"damaged ({type(exc).__name__})") from exc
+
+
+_COLUMN_TYPES: dict[str, set[type]] = {
+    "kind": {int},
+    "path": {str},
+    "facts": {int},
+    "state": {int, list, type(None)},
+}
+
+
+def _column_blocks(
+    pread: Any, file_size: int, header_end: int, max_object_bytes: int, max_str_bytes: int
+) -> list[ColumnBlock]:
+    record, start = _record(pread, file_size, header_end, max_object_bytes, max_str_bytes)
+    if record[INDEX_KEY] != INDEX_LAYOUT:
+        raise TrailingIndexError(f"of another layout ({record[INDEX_KEY]!r})")
+    out: list[ColumnBlock] = []
+    seen = 0
+    last_end = header_end
+    for block in record["blocks"]:
+        if (
+            type(block) is not list
+            or len(block) != 3
+            or type(block[1]) is not bytes
+            or type(block[2]) is not list
+            or not all(type(page) is bytes for page in block[2])
+        ):
+            raise TrailingIndexError("damaged (a block)")
+        crc = zlib.crc32(block[1])
+        for page in block[2]:
+            crc = zlib.crc32(page, crc)
+        if crc != block[0]:
+            raise TrailingIndexError("damaged (a block's CRC-32 differs)")
+        columns = _unpack(_inflated(block[1]), max_object_bytes, max_str_bytes)
+        if type(columns) is not dict or type(columns.get("n")) is not int:
+            raise TrailingIndexError("damaged (a block's columns)")
+        count = columns["n"]
+        offsets = _integers(columns.get("at"), count)
+        lengths = _integers(columns.get("len"), count)
+        rows_at = _integers(columns.get("rows_at"), count)
+        for name, allowed in _COLUMN_TYPES.items():
+            column = columns.get(name)
+            if (
+                type(column) is not list
+                or len(column) != count
+                or not set(map(type, column)) <= allowed
+            ):
+                raise TrailingIndexError(f"damaged (the {name} column)")
+        kinds = columns.get("kinds")
+        if (
+            type(kinds) is not list
+            or not kinds
+            or not all(
+                type(kind) is list
+                and len(kind) == 4
+                and all(type(text) is str for text in kind[:3])
+                and type(kind[3]) is int
+                for kind in kinds
+            )
+        ):
+            raise TrailingIndexError("damaged (the kinds of a block)")
+        kind = columns["kind"]
+        if count and (min(kind) < 0 or max(kind) >= len(kinds)):
+            raise TrailingIndexError("damaged (the kind column)")
+        pages = block[2]
+        if len(pages) != max(1, -(-count // PAGE_ENTRIES)):
+            raise TrailingIndexError("damaged (the pages of a block)")
+        if count:
+            ends = list(map(add, offsets, lengths))
+            if (
+                min(lengths) <= 0
+                or offsets[0] < last_end
+                or ends[-1] > start
+                or not all(map(le, ends, offsets[1:]))
+            ):
+                raise TrailingIndexError(f"damaged (the offsets of the block at {seen})")
+            last_end = ends[-1]
+        facts = columns["facts"]
+        if columns.get("facts_version") != FACTS_VERSION:
+            facts = [0] * count
+        earliest = columns.get("earliest")
+        if earliest is not None and type(earliest) not in (float, int):
+            raise TrailingIndexError("damaged (the earliest time of a block)")
+        whole: dict[int, list[list[int]]] = {}
+        raw_whole = columns.get("whole")
+        if type(raw_whole) is not list:
+            raise TrailingIndexError("damaged (the whole column)")
+        for item in raw_whole:
+            if (
+                type(item) is not list
+                or len(item) != 2
+                or type(item[0]) is not int
+                or not 0 <= item[0] < count
+                or type(item[1]) is not list
+            ):
+                raise TrailingIndexError("damaged (an entry read whole)")
+            position, spans = item
+            at = offsets[position]
+            for span in spans:
+                if (
+                    type(span) is not list
+                    or len(span) != 2
+                    or type(span[0]) is not int
+                    or type(span[1]) is not int
+                    or span[1] <= 0
+                    or span[0] < header_end
+                    or span[0] + span[1] > at
+                ):
+                    raise TrailingIndexError(f"damaged (a part of the entry at byte {at})")
+            whole[position] = spans
+        table: list[tuple[str, str, str, int]] = [tuple(kind) for kind in kinds]
+        out.append(
+            ColumnBlock(
+                seen,
+                count,
+                offsets,
+                lengths,
+                list(map(table.__getitem__, kind)),
+                columns["path"],
+                facts,
+                columns["state"],
+                earliest,
+                whole,
+                rows_at,
+                pages,
+            )
+        )
+        seen += count
+    if seen != record["count"]:
+        raise TrailingIndexError(
+            f"damaged (it counts {record['count']} interactions and lists {seen})"
+        )
+    return out
 
 
 def _entry(raw: Any, last_end: int, start: int, header_end: int) -> IndexEntry:

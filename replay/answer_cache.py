@@ -57,7 +57,7 @@ class AnswerCache:
         self._entries.clear()
         # The Index's own bookkeeping (which interactions hold dynamic or generated values,
         # each one's key, each key's queue): an Index without it is never bypassed.
-        if not all(hasattr(index, name) for name in ("_captures", "_keys", "_queues")):
+        if not all(hasattr(index, name) for name in ("_captures", "_keys", "_queues", "_states")):
             self._usable = False
             return
         self._usable = (
@@ -90,7 +90,7 @@ class AnswerCache:
         if not self._usable or hit.response is not None or request.body:
             return
         interaction = hit.interaction
-        if len(index._queues[index._keys[hit.number]].numbers) != 1:
+        if index.queue_length(index._keys[hit.number]) != 1:
             return  # several recorded answers: the queue decides which comes next
         if index.state:
             state = recorded_state(interaction)
@@ -112,7 +112,7 @@ def order_dependence(index: Index) -> str | None:
     answers, its own count of writes and its own learned values: only an
     ``Index`` whose every request has one fixed answer can be served by several.
     """
-    if not all(hasattr(index, name) for name in ("_captures", "_keys", "_queues")):
+    if not all(hasattr(index, name) for name in ("_captures", "_keys", "_queues", "_states")):
         return "this index cannot tell whether its answers depend on order"
     if index.on_exhausted is not ExhaustedPolicy.REPEAT_LAST:
         return "--on-exhausted strict counts the answers each request has had"
@@ -121,23 +121,23 @@ def order_dependence(index: Index) -> str | None:
     if any(index._captures):
         return "the cassettes hold generated values (ids, nonces), which each session learns"
     for queue in index._queues.values():
-        if len(queue.numbers) > 1:
+        if not isinstance(queue, int) and len(queue.numbers) > 1:
             request = index.interactions[queue.numbers[0]].request
             return (
                 f"{request.method} {request.target} was recorded {len(queue.numbers)} times "
                 "and is answered in recorded order"
             )
     if index.state:
-        for interaction in index.interactions:
-            state = recorded_state(interaction)
-            if (
-                state.write
-                if state is not None
-                else index.state_rules.is_write(interaction.request)
-            ):
-                request = interaction.request
-                return (
-                    f"stateful replay counts writes ({request.method} {request.target} is one); "
-                    "--no-state turns it off"
-                )
+        for number in range(len(index.interactions)):
+            state = index._states[number]
+            if state is not None and not state.write:
+                continue
+            request = index.method_and_path(number)
+            if state is None and not index.state_rules.is_write(request):
+                continue
+            request = index.interactions[number].request
+            return (
+                f"stateful replay counts writes ({request.method} {request.target} is one); "
+                "--no-state turns it off"
+            )
     return None

@@ -32,6 +32,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from baton.cassettes.model import Headers, Interaction, Request, Response, header_values
 from baton.cassettes.redaction import PLACEHOLDER_PATTERN, parse_json_path
+from baton.cassettes.trailing_index import TRACE_HEADERS, VALUE_FREE_HEADERS
 
 __all__ = [
     "DYNAMIC",
@@ -41,6 +42,8 @@ __all__ = [
     "DynamicValue",
     "Templated",
     "detect",
+    "nothing_sent_back",
+    "paths_with_shapes",
     "substitute",
     "template",
 ]
@@ -48,35 +51,10 @@ __all__ = [
 DYNAMIC = "{baton:dynamic}"
 GENERATED = "{baton:generated}"
 
-TRACE_HEADERS = frozenset(
-    {
-        "traceparent",
-        "tracestate",
-        "b3",
-        "x-b3-traceid",
-        "x-b3-spanid",
-        "x-b3-parentspanid",
-        "x-b3-sampled",
-        "x-b3-flags",
-    }
-)
-"""Trace context: never part of a match key, echoed back as the live request sent it."""
-
-# Headers whose values are about the connection or the framing, never an id sent back.
-_PLAIN_HEADERS = frozenset(
-    {
-        "host",
-        "content-length",
-        "content-type",
-        "accept",
-        "accept-encoding",
-        "accept-language",
-        "connection",
-        "user-agent",
-        "transfer-encoding",
-        "date",
-    }
-)
+# Trace context (never part of a match key, echoed back as the live request sent it) and the
+# headers about the connection or the framing, never an id sent back: defined with the index
+# record, whose PLAIN fact says a request holds no other header.
+_PLAIN_HEADERS = VALUE_FREE_HEADERS
 
 UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 ISO_TIME = re.compile(
@@ -431,6 +409,114 @@ def _as_bytes(values: Iterable[str]) -> set[bytes]:
         except UnicodeEncodeError:
             continue  # a lone surrogate no decoded body can hold
     return out
+
+
+_MAY_LOOK_GENERATED = re.compile(r"(?m)^(?![A-Za-z]*$)(?![0-9]{0,7}$).{4,}$")
+"""Lines that ``_looks_generated_by_server`` might accept: at least 4 characters, not only
+ASCII letters, not only ASCII digits under 8 (a superset: each match is asked again)."""
+
+
+_SEGMENT_CLASSES = bytes(
+    ord("a")
+    if chr(b).isascii() and chr(b).isalpha()
+    else ord("0")
+    if chr(b).isascii() and chr(b).isdigit()
+    else b
+    if b == ord("/")
+    else ord("#")
+    for b in range(256)
+)
+
+
+def _may_hold_made_up_segments(joined: str) -> bool:
+    """False when no segment of the ``/``-joined paths can pass ``_looks_generated_by_server``:
+    each is then only ASCII letters, or under 8 ASCII digits (a plain substring search over
+    the text with letters, digits and everything else written alike tells)."""
+    classes = joined.encode("utf-8", "surrogatepass").translate(_SEGMENT_CLASSES)
+    return b"#" in classes or b"a0" in classes or b"0a" in classes or b"00000000" in classes
+
+
+def nothing_sent_back(
+    plain_paths: Iterable[str],
+    others: Iterable[Interaction],
+    offering: Iterable[Response],
+    rules: DynamicRules,
+) -> bool:
+    """True when ``detect`` surely finds nothing, told without reading a body.
+
+    ``plain_paths``: the paths of requests with no query, no body and no header a value
+    could sit in (their only values are path segments); ``others``: every other
+    interaction; ``offering``: the responses of plain ones with an ETag, Location or
+    Set-Cookie header. With no declared response rule, a response offers a body value
+    only if some request sends a value that looks made up by a server; else it offers
+    header values only, and nothing is found when no request sends one of those.
+    """
+    if rules.response_paths or rules.response_headers or rules.cookies:
+        return False
+    if not rules.detect:
+        return True
+    joined = "/".join(plain_paths)
+    segments: set[str] | None = None
+    if _may_hold_made_up_segments(joined):
+        segments = set(joined.split("/"))
+        segments.discard("")
+        if "%" in joined:
+            segments = {unquote(s) if "%" in s else s for s in segments}
+        listed = "\n".join(segments)
+        candidates = (
+            segments
+            if "\n" in joined
+            else (m.group(0) for m in _MAY_LOOK_GENERATED.finditer(listed))
+        )
+        if any(map(_looks_generated_by_server, candidates)):
+            return False
+    built = list(others)
+    sent = _sent_tokens(built)
+    if any(map(_looks_generated_by_server, sent)):
+        return False
+    responses = [i.response for i in built if i.response is not None]
+    offered = [*responses, *offering]
+    if not offered:
+        return True
+    if segments is None:
+        segments = set(joined.split("/"))
+        segments.discard("")
+        if "%" in joined:
+            segments = {unquote(s) if "%" in s else s for s in segments}
+    sent |= segments
+    for response in offered:
+        if response.chunks is not None or response.stored is not None:
+            continue
+        for value in _quick_response_values(response, rules, set()):
+            if value in sent:
+                return False
+    return True
+
+
+_DIGITS_ALIKE = bytes(ord("0") if chr(b).isdigit() and b < 128 else b for b in range(256))
+_HEX_ALIKE = bytes(ord("x") if chr(b) in "0123456789abcdefABCDEF" else b for b in range(256))
+
+
+def paths_with_shapes(paths: Sequence[str], rules: DynamicRules) -> list[int]:
+    """Positions of the paths in which ``template`` would look for generated values (a
+    UUID, a time) when their requests hold nothing else (no query, body or header)."""
+    if not rules.generated:
+        return []
+    encoded = "\n".join(paths).encode("utf-8", "surrogateescape")
+    # A search for three shapes at every byte is slow; each needs a run that, with every
+    # digit (or hex digit) written alike, a plain substring search finds.
+    digits = encoded.translate(_DIGITS_ALIKE)
+    if (
+        b"0000000000" not in digits
+        and b"0000-00-00" not in digits
+        and b"xxxxxxxx-xxxx-" not in encoded.translate(_HEX_ALIKE)
+    ):
+        return []
+    return [
+        number
+        for number, path in enumerate(paths)
+        if _SHAPE_IN_TEXT.search(path.encode("utf-8", "surrogateescape"))
+    ]
 
 
 def _origin(value: str, interaction: Interaction, number: int, rules: DynamicRules) -> str:

@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import json
 from bisect import insort
+from collections import Counter
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from itertools import compress, islice, repeat
+from operator import and_, itemgetter, not_
 from typing import Any
+from urllib.parse import unquote
 
 from baton.cassettes.model import Interaction, Request, Response
+from baton.cassettes.reader import InteractionTable
 from baton.cassettes.redaction import PLACEHOLDER_PATTERN
+from baton.cassettes.trailing_index import OFFERS, PLAIN
 from baton.cassettes.wording import plural
 from baton.replay.dynamic_values import (
     TRACE_HEADERS,
@@ -30,10 +36,12 @@ from baton.replay.dynamic_values import (
     Location,
     Templated,
     detect,
+    nothing_sent_back,
+    paths_with_shapes,
     substitute,
     template,
 )
-from baton.replay.matching import KeyPart, MatchConfig, Mismatch, explain, match_key
+from baton.replay.matching import KeyPart, MatchConfig, Mismatch, closest, match_key
 from baton.replay.state import (
     RecordedState,
     SessionBy,
@@ -166,6 +174,39 @@ class _Queue:
     """The distinct recorded write counts, ascending."""
 
 
+class _StateColumn:
+    """``RecordedState`` per interaction, decoded when asked for from the codes an index
+    record keeps (cassettes/trailing_index.py ``_state_code``), or given."""
+
+    __slots__ = ("_codes", "_given")
+
+    def __init__(self, codes: list[Any], given: dict[int, RecordedState | None]) -> None:
+        self._codes = codes
+        self._given = given
+
+    def __getitem__(self, number: int) -> RecordedState | None:
+        if number in self._given:
+            return self._given[number]
+        code = self._codes[number]
+        if type(code) is int:
+            return RecordedState(code >> 1, bool(code & 1)) if code >= 0 else None
+        if (
+            type(code) is list
+            and len(code) == 3
+            and type(code[0]) is int
+            and code[0] >= 0
+            and type(code[2]) is str
+        ):
+            return RecordedState(code[0], bool(code[1]), code[2])
+        return None
+
+    def __len__(self) -> int:
+        return len(self._codes) + sum(1 for n in self._given if n >= len(self._codes))
+
+    def append(self, state: RecordedState | None) -> None:
+        self._given[len(self)] = state
+
+
 @dataclass
 class _Session:
     """One session's writes so far, its place in each queue, and the live values it has sent."""
@@ -220,12 +261,36 @@ class Index:
         shift_time: datetime | None = None,
         time_fields: Iterable[str] = (),
     ) -> None:
-        self.interactions: list[Interaction] = list(interactions)
         base = config or MatchConfig()
-        learned = learned_secret_fields(self.interactions)
         if any(name in TRACE_HEADERS for name in base.headers):
             # Trace context never takes part in matching, even when named with --match-header.
             base = replace(base, headers=tuple(h for h in base.headers if h not in TRACE_HEADERS))
+        self.on_exhausted = ExhaustedPolicy(on_exhausted)
+        self.state = state
+        self.state_rules = state_rules or StateRules()
+        self.session_by = session_by or SessionBy()
+        self.dynamic_rules = dynamic if dynamic is not None else DynamicRules()
+        rules = self.dynamic_rules
+        table = interactions if isinstance(interactions, InteractionTable) else None
+        if table is not None and (
+            base.headers
+            or rules.request_paths
+            or rules.request_headers
+            or rules.request_query
+            or (shift_time is not None and table.earliest is None)
+        ):
+            table = None  # every request is looked at: build them all
+        self.interactions: list[Interaction] | InteractionTable
+        others: list[int] = []
+        if table is not None:
+            self.interactions = table
+            count = len(table)
+            plain = list(map(and_, table.facts, repeat(PLAIN)))
+            others = list(compress(range(count), map(not_, plain)))
+            learned = learned_secret_fields(table[n] for n in others)
+        else:
+            self.interactions = list(interactions)
+            learned = learned_secret_fields(self.interactions)
         self.config = base.with_secrets(
             type(base.secrets)(
                 rules=base.secrets.rules,
@@ -233,19 +298,35 @@ class Index:
                 learned_fields=base.secrets.learned_fields | learned,
             )
         )
-        self.on_exhausted = ExhaustedPolicy(on_exhausted)
-        self.state = state
-        self.state_rules = state_rules or StateRules()
-        self.session_by = session_by or SessionBy()
-        self.dynamic_rules = dynamic if dynamic is not None else DynamicRules()
-        self.dynamic_values: dict[str, DynamicValue] = detect(self.interactions, self.dynamic_rules)
+        if table is not None:
+            offering = compress(range(count), map(and_, table.facts, repeat(OFFERS)))
+            if not nothing_sent_back(
+                compress(table.paths, plain),
+                (table[n] for n in others),
+                (
+                    response
+                    for n in offering
+                    if table.facts[n] & PLAIN and (response := table[n].response) is not None
+                ),
+                rules,
+            ):
+                table = None
+                self.interactions = list(self.interactions)
+        self.dynamic_values: dict[str, DynamicValue] = (
+            {} if table is not None else detect(self.interactions, rules)
+        )
         self.time_shift: TimeShift | None = None
         if shift_time is not None and self.interactions:
-            first = min(i.recorded_at for i in self.interactions)
+            if table is not None and table.earliest is not None:
+                first = table.earliest
+            else:
+                first = min(i.recorded_at for i in self.interactions)
             self.time_shift = TimeShift.between(first, shift_time, time_fields)
-        self._queues: dict[tuple[KeyPart, ...], _Queue] = {}
+        self._queues: dict[tuple[KeyPart, ...], _Queue | int] = {}
+        """Match key -> its queue; a key recorded once holds its interaction's number
+        until asked for (``_queue`` makes the queue then)."""
         self._keys: list[tuple[KeyPart, ...]] = []
-        self._states: list[RecordedState | None] = []
+        self._states: list[RecordedState | None] | _StateColumn = []
         self._captures: list[dict[Location, str] | None] = []
         self._shapes: dict[frozenset[Location], None] = {}
         """The places recorded requests hold dynamic values in (few: one per kind of request)."""
@@ -255,8 +336,111 @@ class Index:
         self._matched = 0  # interactions whose key was asked for, kept as it changes
         self.hits = 0
         self.misses: list[Miss] = []
+        if table is not None:
+            self._place_in_bulk(table, others)
+            return
         for number, interaction in enumerate(self.interactions):
             self._enqueue(number, interaction)
+
+    def _place_in_bulk(self, table: InteractionTable, others: list[int]) -> None:
+        """Keys, states and queues of a table's interactions, from its columns where its
+        facts allow (``PLAIN`` and no generated value in the path), else one by one.
+
+        Exactly what ``_enqueue`` gives each one: a plain request's key is its method,
+        scheme, host, port and path as the matchers normalise them, an empty query and an
+        empty body; it holds no dynamic value (none was found) and no generated one.
+        """
+        count = len(table)
+        config = self.config
+        paths = table.paths
+        joined = "\n".join(paths)
+        if "%" in joined or (
+            config.secrets.placeholder is None and PLACEHOLDER_PATTERN.search(joined)
+        ):
+            in_text = config.secrets.in_text
+            paths = [in_text(unquote(path)) for path in paths]
+        kinds = table.kinds
+        columns: dict[str, Iterable[Any]] = {
+            "method": map(str.upper, map(itemgetter(0), kinds)),
+            "scheme": map(str.lower, map(itemgetter(1), kinds)),
+            "host": map(str.rstrip, map(str.lower, map(itemgetter(2), kinds)), repeat(".")),
+            "port": map(itemgetter(3), kinds),
+            "path": paths,
+            "query": repeat(()),
+            "body": repeat(("empty",)),
+        }
+        keys = self._keys = list(
+            islice(zip(*(columns[name] for name in config.matchers), strict=False), count)
+        )
+        if len(keys) != count:  # no matcher at all: every key is the empty one
+            keys = self._keys = [()] * count
+        self._captures = [None] * count
+        one_by_one = sorted({*others, *paths_with_shapes(table.paths, self.dynamic_rules)})
+        given: dict[int, RecordedState | None] = {}
+        for number in one_by_one:
+            interaction = table[number]
+            templated = self._template(interaction.request, self.dynamic_values)
+            keys[number] = match_key(templated.request, config)
+            captures = {**templated.dynamic, **templated.generated}
+            self._captures[number] = captures or None
+            given[number] = recorded_state(interaction)
+        self._states = _StateColumn(table.states if self.state else [None] * count, given)
+        if not self.state:
+            given.clear()
+        queues: dict[tuple[KeyPart, ...], _Queue | int] = dict(zip(keys, range(count), strict=True))
+        self._queues = queues
+        if len(queues) != count:
+            repeated = {key for key, times in Counter(keys).items() if times > 1}
+            for key in repeated:
+                queues[key] = _Queue()
+            for number, key in enumerate(keys):
+                if key in repeated:
+                    queue = queues[key]
+                    assert isinstance(queue, _Queue)
+                    self._add_to_queue(queue, number)
+
+    def _queue(self, key: tuple[KeyPart, ...]) -> _Queue | None:
+        """The queue of ``key`` (made now for a key recorded once), or None."""
+        found = self._queues.get(key)
+        if found is None or isinstance(found, _Queue):
+            return found
+        queue = self._queues[key] = _Queue()
+        self._add_to_queue(queue, found)
+        return queue
+
+    def queue_length(self, key: tuple[KeyPart, ...]) -> int:
+        """How many interactions were recorded under ``key``."""
+        found = self._queues.get(key)
+        if found is None:
+            return 0
+        return 1 if type(found) is int else len(found.numbers)  # type: ignore[union-attr]
+
+    def method_and_path(self, number: int) -> Request:
+        """Interaction ``number``'s request, or as much of it as decides whether it writes
+        (method, address, path; no query, body or headers) when its record says that is all
+        there is to it and it has not been built yet."""
+        table = self.interactions
+        if (
+            isinstance(table, InteractionTable)
+            and not table.built(number)
+            and table.facts[number] & PLAIN
+        ):
+            method, scheme, host, port = table.kinds[number]
+            return Request(method, scheme, host, port, table.paths[number])
+        return table[number].request
+
+    def _add_to_queue(self, queue: _Queue, number: int) -> None:
+        queue.numbers.append(number)
+        recorded = self._states[number]
+        if recorded is None:
+            queue.untagged.append(number)
+        else:
+            bucket = queue.by_state.get(recorded.writes)
+            if bucket is None:
+                queue.by_state[recorded.writes] = [number]
+                insort(queue.states, recorded.writes)
+            else:
+                bucket.append(number)
 
     def _template(self, request: Request, live: Container[str]) -> Templated:
         return template(request, live, self.dynamic_rules)
@@ -269,19 +453,11 @@ class Index:
         self._captures.append(captures or None)
         if templated.dynamic:
             self._shapes.setdefault(frozenset(templated.dynamic), None)
-        recorded = recorded_state(interaction) if self.state else None
-        self._states.append(recorded)
-        queue = self._queues.setdefault(key, _Queue())
-        queue.numbers.append(number)
-        if recorded is None:
-            queue.untagged.append(number)
-        else:
-            bucket = queue.by_state.get(recorded.writes)
-            if bucket is None:
-                queue.by_state[recorded.writes] = [number]
-                insort(queue.states, recorded.writes)
-            else:
-                bucket.append(number)
+        self._states.append(recorded_state(interaction) if self.state else None)
+        queue = self._queue(key)
+        if queue is None:
+            queue = self._queues[key] = _Queue()
+        self._add_to_queue(queue, number)
         if key in self._asked:
             self._matched += 1
 
@@ -394,7 +570,7 @@ class Index:
         session = self._session(request, client)
         templated = self._template(request, _EitherSet(self.dynamic_values, session.recorded))
         key = match_key(templated.request, self.config)
-        queue = self._queues.get(key)
+        queue = self._queue(key)
         if queue is None and self._shapes:
             templated, key, queue = self._by_shape(request, session, templated, key)
         if key not in self._asked:
@@ -453,7 +629,7 @@ class Index:
             if not candidate.dynamic:
                 continue
             candidate_key = match_key(candidate.request, self.config)
-            queue = self._queues.get(candidate_key)
+            queue = self._queue(candidate_key)
             if queue is not None:
                 return candidate, candidate_key, queue
         return templated, key, None
@@ -481,7 +657,7 @@ class Index:
         session = self._sessions.get(self.session_by.session_of(request, client)) or _Session()
         templated = self._template(request, _EitherSet(self.dynamic_values, session.recorded))
         key = match_key(templated.request, self.config)
-        queue = self._queues.get(key)
+        queue = self._queue(key)
         if queue is None and self._shapes:
             templated, key, queue = self._by_shape(request, session, templated, key)
         if queue is None:
@@ -503,11 +679,14 @@ class Index:
         One candidate per match key: a request recorded many times (a health
         check, a poll) is one candidate, not ``limit`` copies of itself.
         """
-        pairs = (
-            (self.interactions[queue.numbers[0]].request, key)
-            for key, queue in self._queues.items()
-        )
-        return explain(request, pairs, self.config, limit)
+        keyed = list(self._queues.items())
+        found = closest(request, [key for key, _ in keyed], self.config, limit)
+        out = []
+        for position, mismatches in found:
+            queue = keyed[position][1]
+            first = queue if isinstance(queue, int) else queue.numbers[0]
+            out.append((self.interactions[first].request, mismatches))
+        return out
 
     def unused(self) -> list[Interaction]:
         """Recorded interactions never served, one by one.
@@ -515,7 +694,8 @@ class Index:
         Includes the later copies of a request recorded more often than it
         was asked for; ``unmatched`` leaves those out.
         """
-        return [i for i, count in zip(self.interactions, self.served, strict=True) if count == 0]
+        interactions = self.interactions
+        return [interactions[n] for n, count in enumerate(self.served) if count == 0]
 
     def unmatched(self) -> list[Interaction]:
         """Recorded interactions whose request nobody made: no request had their match key.
@@ -526,11 +706,8 @@ class Index:
         forwarding a miss (``new_episodes``) answered that request, so it is
         matched too.
         """
-        return [
-            i
-            for i, key in zip(self.interactions, self._keys, strict=True)
-            if key not in self._asked
-        ]
+        interactions, asked = self.interactions, self._asked
+        return [interactions[n] for n, key in enumerate(self._keys) if key not in asked]
 
     def unmatched_count(self) -> int:
         """``len(self.unmatched())``, without walking the interactions (a live status asks often)."""

@@ -53,6 +53,7 @@ __all__ = [
     "MatchConfig",
     "Mismatch",
     "SecretPolicy",
+    "closest",
     "explain",
     "match_key",
 ]
@@ -436,19 +437,34 @@ def explain(
     limit: int = 3,
 ) -> list[tuple[Request, list[Mismatch]]]:
     """Return the ``limit`` closest recorded requests and, for each, what differed."""
+    pairs = list(recorded)
+    return [
+        (pairs[position][0], mismatches)
+        for position, mismatches in closest(request, [key for _, key in pairs], config, limit)
+    ]
+
+
+def closest(
+    request: Request,
+    keys: Iterable[tuple[KeyPart, ...]],
+    config: MatchConfig,
+    limit: int = 3,
+) -> list[tuple[int, list[Mismatch]]]:
+    """``explain`` by recorded keys alone: the positions of the ``limit`` closest and what
+    differed (the caller builds only those requests)."""
     key = match_key(request, config)
     names = list(config.matchers) + [f"header:{h}" for h in config.headers]
     scored = []
-    for number, (candidate, candidate_key) in enumerate(recorded):
+    for number, candidate_key in enumerate(keys):
         differences = [
             (name, expected, got)
             for name, expected, got in zip(names, candidate_key, key, strict=True)
             if expected != got
         ]
         score = sum(_WEIGHTS.get(name, 1) for name, _, _ in differences)
-        scored.append((score, number, candidate, differences))
+        scored.append((score, number, differences))
     scored.sort(key=lambda item: (item[0], item[1]))
     return [
-        (candidate, [_mismatch(name, expected, got) for name, expected, got in differences])
-        for _, _, candidate, differences in scored[:limit]
+        (number, [_mismatch(name, expected, got) for name, expected, got in differences])
+        for _, number, differences in scored[:limit]
     ]

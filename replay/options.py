@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from baton.cassettes.model import Interaction
-from baton.cassettes.reader import load_lazily
+from baton.cassettes.model import Interaction, Request
+from baton.cassettes.reader import InteractionTable, load_indexed
 from baton.cassettes.redaction import RedactionRules, Redactor, load_or_create_key
+from baton.cassettes.trailing_index import PLAIN
 from baton.replay.dynamic_values import DynamicRules
 from baton.replay.index import ExhaustedPolicy, Index
 from baton.replay.matching import MatchConfig, SecretPolicy
@@ -84,14 +85,13 @@ class ReplayOptions:
     def load(self, cassettes: Iterable[Path], *, address: bool) -> Index:
         """Read the cassettes that exist and index them, in the order given.
 
-        Answers stay in the files until served (``load_lazily``): a cassette
-        with a trailing index opens without reading its interactions.
+        Answers stay in the files until served, and a cassette with a trailing
+        index record opens from its columns (``load_indexed``): an interaction is
+        built when it is first asked for.
         """
         with collector_paused():
-            interactions = [
-                i for path in cassettes if path.exists() for i in load_lazily(path).interactions
-            ]
-            return self.index(interactions, address=address)
+            tables = [load_indexed(path) for path in cassettes if path.exists()]
+            return self.index(InteractionTable.joined(tables), address=address)
 
     def addon_options(self, cassettes: Iterable[Path], *, address: bool) -> dict[str, Any]:
         """The ``baton_*`` options of the mitmproxy ``Replayer`` for these choices."""
@@ -139,9 +139,16 @@ def collector_paused() -> Iterator[None]:
 
 def recorded_origins(cassettes: Iterable[Path]) -> set[str]:
     """``scheme://host[:port]`` of every request in the cassettes that exist."""
-    return {
-        f"{i.request.scheme}://{i.request.authority}"
-        for path in cassettes
-        if path.exists()
-        for i in load_lazily(path).interactions
-    }
+    origins = set()
+    for path in cassettes:
+        if not path.exists():
+            continue
+        table = load_indexed(path)
+        for number in range(len(table)):
+            if table.facts[number] & PLAIN and not table.built(number):
+                _, scheme, host, port = table.kinds[number]
+                request = Request("GET", scheme, host, port, "/")
+            else:
+                request = table[number].request
+            origins.add(f"{request.scheme}://{request.authority}")
+    return origins
