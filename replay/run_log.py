@@ -28,9 +28,10 @@ RUN_LOG_FORMAT = "baton-run-log"
 def write_run_log(path: Path, index: Index, cassettes: Iterable[Path]) -> None:
     """Write what ``index`` served to ``path`` (atomically)."""
     served: dict[str, int] = {}
-    for interaction, count in zip(index.interactions, index.served, strict=True):
-        if count:
-            served[interaction.id] = served.get(interaction.id, 0) + count
+    for number, count in enumerate(index.served):
+        if count:  # only what was served: an interaction of an opened table is built on access
+            identity = index.interactions[number].id
+            served[identity] = served.get(identity, 0) + count
     document = {
         "format": RUN_LOG_FORMAT,
         "version": 1,

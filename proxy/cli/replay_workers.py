@@ -111,12 +111,14 @@ def _worker(server: ReplayServer, fd: int) -> int:
     except OSError:
         return 1
     index = server.index
-    unmatched = {id(interaction) for interaction in index.unmatched()}
+    # What ``unmatched()`` leaves out, by number: without building the interactions of a
+    # lazily opened cassette (replay/index.py).
+    asked = index._asked
     report = WorkerReport(
         hits=index.hits,
         served=list(index.served),
         misses=list(index.misses),
-        matched=[n for n, i in enumerate(index.interactions) if id(i) not in unmatched],
+        matched=[n for n, key in enumerate(index._keys) if key in asked],
     )
     _write_all(fd, pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL))
     return 0
