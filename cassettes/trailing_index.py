@@ -541,7 +541,7 @@ class ColumnBlock:
     """Per interaction: (method, scheme, host, port); meaningful where ``PLAIN`` is set."""
     paths: list[str]
     """Per interaction: its request's path where ``PLAIN`` is set (else meaningless)."""
-    facts: list[int]
+    facts: array[int] | list[int]
     states: list[Any]
     """``_state_code`` per interaction (decoded by the reader)."""
     earliest: float | None
@@ -591,6 +591,8 @@ _COLUMN_TYPES: dict[str, set[type]] = {
     "facts": {int},
     "state": {int, list, type(None)},
 }
+"""What each column's items may be; checked in bulk (an ``array`` refuses any other item,
+``str.join`` any item not a text)."""
 
 
 def _column_blocks(
@@ -623,14 +625,18 @@ def _column_blocks(
         offsets = _integers(columns.get("at"), count)
         lengths = _integers(columns.get("len"), count)
         rows_at = _integers(columns.get("rows_at"), count)
-        for name, allowed in _COLUMN_TYPES.items():
+        for name in _COLUMN_TYPES:
             column = columns.get(name)
-            if (
-                type(column) is not list
-                or len(column) != count
-                or not set(map(type, column)) <= allowed
-            ):
+            if type(column) is not list or len(column) != count:
                 raise TrailingIndexError(f"damaged (the {name} column)")
+        try:
+            kind = array("L", columns["kind"])  # unsigned: a float, a text or -1 is refused
+            facts: array[int] | list[int] = array("B", columns["facts"])
+            "".join(columns["path"])
+        except (TypeError, OverflowError) as exc:
+            raise TrailingIndexError("damaged (a column of a block)") from exc
+        if not set(map(type, columns["state"])) <= _COLUMN_TYPES["state"]:
+            raise TrailingIndexError("damaged (the state column)")
         kinds = columns.get("kinds")
         if (
             type(kinds) is not list
@@ -644,8 +650,7 @@ def _column_blocks(
             )
         ):
             raise TrailingIndexError("damaged (the kinds of a block)")
-        kind = columns["kind"]
-        if count and (min(kind) < 0 or max(kind) >= len(kinds)):
+        if count and max(kind) >= len(kinds):
             raise TrailingIndexError("damaged (the kind column)")
         pages = block[2]
         if len(pages) != max(1, -(-count // PAGE_ENTRIES)):
@@ -660,7 +665,6 @@ def _column_blocks(
             ):
                 raise TrailingIndexError(f"damaged (the offsets of the block at {seen})")
             last_end = ends[-1]
-        facts = columns["facts"]
         if columns.get("facts_version") != FACTS_VERSION:
             facts = [0] * count
         earliest = columns.get("earliest")
