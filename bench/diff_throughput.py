@@ -9,8 +9,9 @@ after round in turn:
 
 * ``baton diff CASSETTE --target URL``: every request re-sent to a local
   uvicorn upstream and compared (the network path);
-* ``baton diff CASSETTE CASSETTE``: the same comparisons, no network
-  (pairing by match key, decoding, comparing);
+* ``baton diff CASSETTE AGAIN``: the same comparisons, no network, against
+  a second recording of the same exchanges (other ids and times): reading
+  both, pairing, comparing;
 * both again on a cassette of one interaction: what a run costs before it
   compares anything (interpreter, imports, the reachability check).
 
@@ -43,19 +44,21 @@ from bench.load import save, start_upstream, table
 from bench.upstream import BODY
 
 
-def build_cassette(path: Path, count: int) -> None:
+def build_cassette(path: Path, count: int, *, later: bool = False) -> None:
+    """``later``: the same exchanges recorded again (other ids and times), as a second
+    recording of an unchanged build is."""
     with CassetteWriter(path, redactor=None) as writer:
         for n in range(1, count + 1):
             item = f"/items/{n}"
             body = b'{"path": "%s", ' % item.encode() + BODY[1:]
             writer.append(
                 Interaction(
-                    str(n),
+                    f"again-{n}" if later else str(n),
                     Request(
                         "GET", "http", "127.0.0.1", 80, item, (), "HTTP/1.1", (("Accept", "*/*"),)
                     ),
                     Response(200, "OK", headers=(("content-type", "application/json"),), body=body),
-                    float(n),
+                    float(n) + (86_400.0 if later else 0.0),
                 )
             )
 
@@ -109,15 +112,19 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as scratch:
             cassette = Path(scratch) / "many.cassette"
+            again = Path(scratch) / "many-again.cassette"
             single = Path(scratch) / "one.cassette"
+            single_again = Path(scratch) / "one-again.cassette"
             build_cassette(cassette, count)
+            build_cassette(again, count, later=True)
             build_cassette(single, 1)
+            build_cassette(single_again, 1, later=True)
             live = ["--target", upstream.url, "--concurrency", str(args.concurrency)]
             cases = {
                 "with network": ([str(cassette), *live], count),
-                "without network": ([str(cassette), str(cassette)], count),
+                "without network": ([str(cassette), str(again)], count),
                 "with network, start-up": ([str(single), *live], 1),
-                "without network, start-up": ([str(single), str(single)], 1),
+                "without network, start-up": ([str(single), str(single_again)], 1),
             }
             for round_number in range(args.rounds):
                 for name, (argv, expected) in cases.items():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from baton.cassettes.locations import resolve_cassettes
 from baton.cassettes.merge import interleaved
@@ -148,8 +148,26 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
     except ImportError:
         import asyncio
 
-        return asyncio.run(main)
-    return uvloop.run(main)
+        return asyncio.run(_boxed(main)).value
+    return uvloop.run(_boxed(main)).value
+
+
+class _Box(Generic[T]):
+    """A result with a short repr: on its way out, asyncio's runner formats the main task
+    (``signal.getsignal`` turns the SIGINT handler, which holds it, into an error message
+    on Python 3.11), result included: the whole report, every outcome and change."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<result>"
+
+
+async def _boxed(main: Coroutine[Any, Any, T]) -> _Box[T]:
+    return _Box(await main)
 
 
 def _open(

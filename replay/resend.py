@@ -154,6 +154,12 @@ class _Reply:
         self.done = True
 
 
+def _expire(answered: asyncio.Future[None]) -> None:
+    """The answer did not come in time (``--timeout``)."""
+    if not answered.done():
+        answered.set_exception(TimeoutError())
+
+
 class _Connection(asyncio.Protocol):
     """One kept-alive connection: the bytes that arrive go straight to the answer's parser.
 
@@ -289,15 +295,24 @@ class Resender:
     async def _exchange(
         self, connection: _Connection, data: bytes, head_only: bool, digest_only: bool = False
     ) -> tuple[Response, bool]:
+        """One request and its answer on ``connection``; ``TimeoutError`` after ``timeout``.
+
+        The timeout is a timer on the answer's future: ``asyncio.timeout`` (a context
+        object, rescheduled and checked on the way out) cost more per request.
+        """
         reply = _Reply(head_only, digest_only, self.max_body_bytes)
+        answered = connection.exchange(data, reply)
+        timer = asyncio.get_running_loop().call_later(self.timeout, _expire, answered)
         try:
-            await connection.exchange(data, reply)
+            await answered
         except httptools.HttpParserError as exc:
             if isinstance(exc.__context__, _TooLarge):
                 raise ResendError(
                     f"answer body larger than {self.max_body_bytes} bytes; not read further"
                 ) from None
             raise ResendError(f"malformed answer: {exc}") from exc
+        finally:
+            timer.cancel()
         parser = reply.parser
         assert parser is not None
         response = Response(
@@ -369,10 +384,7 @@ class Resender:
                     if connection is None:
                         async with asyncio.timeout(self.timeout):
                             connection = await self._connect()
-                    async with asyncio.timeout(self.timeout):
-                        response, keep = await self._exchange(
-                            connection, data, head_only, digest_only
-                        )
+                    response, keep = await self._exchange(connection, data, head_only, digest_only)
                 except TimeoutError:
                     # (an OSError too, but never retried: an endless body would take twice)
                     if connection is not None:
