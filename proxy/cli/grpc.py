@@ -10,17 +10,19 @@ gRPC feature is asked for.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from baton.proxy.cli.errors import InputError
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "GrpcFlags",
@@ -220,6 +222,8 @@ def _stash(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 
 def run_until_stopped(main: Callable[[asyncio.Event], Any]) -> None:
+    import asyncio  # here: `baton diff` of two recordings loads these options and needs no loop
+
     async def run() -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
