@@ -162,3 +162,48 @@ def test_the_baton_folder_holds_only_links_to_the_top_level_folders() -> None:
         link = ROOT / "baton" / package
         assert link.is_symlink(), f"baton/{package} should be a symlink to ../{package}"
         assert link.resolve() == (ROOT / package).resolve()
+
+
+def test_baton_replay_serving_a_request_loads_no_mitmproxy_and_no_other_commands_libraries(
+    tmp_path: Path,
+) -> None:
+    """Start-up (issue 17): the fast path answers its first request without mitmproxy (its
+    --mode check skips the bare `reverse`), TOML (no configuration here) or another command's
+    libraries; each would cost every `baton replay` milliseconds before the first answer."""
+    heavy = ("deepdiff", "rich", "jinja2", "grpc", "openapi_core", "mitmproxy", "httpx", "yaml")
+    heavy += ("tomllib", "http.cookies")
+    code = (
+        "import os, signal, socket, sys, threading, time\n"
+        "from baton.cassettes import CassetteWriter, Interaction, Request, Response\n"
+        f"path = {str(tmp_path / 'api.cassette')!r}\n"
+        "with CassetteWriter(path, redactor=None) as writer:\n"
+        "    writer.append(Interaction('1', Request('GET', 'http', 'h', 80, '/a', (), 'HTTP/1.1',"
+        " ()), Response(200, 'OK', body=b'recorded'), 1.0))\n"
+        "probe = socket.socket(); probe.bind(('127.0.0.1', 0)); port = probe.getsockname()[1]\n"
+        "probe.close()\n"
+        "answer = []\n"
+        "def ask():\n"
+        "    for _ in range(2000):\n"
+        "        try:\n"
+        "            with socket.create_connection(('127.0.0.1', port)) as s:\n"
+        "                s.sendall(b'GET /a HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n')\n"
+        "                answer.append(s.recv(4096))\n"
+        "            break\n"
+        "        except OSError:\n"
+        "            time.sleep(0.01)\n"
+        f"    answer.append(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "threading.Thread(target=ask, daemon=True).start()\n"
+        "from baton.proxy.cli import main\n"
+        "try:\n"
+        "    main(['replay', '-q', path, '--listen-port', str(port)])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(answer)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "recorded" in result.stdout, result.stdout + result.stderr
+    assert result.stdout.strip().endswith(", []]"), result.stdout

@@ -223,13 +223,13 @@ def check_modes(modes: Sequence[str], *, bare_reverse: bool = False) -> None:
     ``bare_reverse`` allows ``reverse`` alone, which ``baton replay`` reads as
     "the recorded host". Raises ``InputError`` (exit 2) naming the fix.
     """
-    from mitmproxy.proxy.mode_specs import ProxyMode
-
     for spec in modes:
         if bare_reverse and spec == "reverse":
-            continue
+            continue  # `baton replay`'s default: its fast path loads no mitmproxy at all
         if spec.startswith(("reverse:h2c://", "reverse:grpc://", "reverse:grpcs://")):
             continue  # baton's own gRPC recorder (proxy/grpc_recording.py) checks these
+        from mitmproxy.proxy.mode_specs import ProxyMode
+
         name, _, data = spec.partition(":")
         try:
             parsed = ProxyMode.parse(spec)
