@@ -238,3 +238,17 @@ def test_damage_to_the_columns_only_ever_scans_or_refuses(tmp_path: Path) -> Non
             assert list(table) == expected
         except CassetteError:
             continue
+
+
+def test_several_cassettes_indexed_and_scanned_open_as_one_index(tmp_path: Path) -> None:
+    first = write(tmp_path / "first.cassette", varied())
+    second = write(tmp_path / "second.cassette", [exchange(n) for n in range(20, 30)])
+    scanned = tmp_path / "scanned.cassette"
+    scanned.write_bytes(second.read_bytes()[: int.from_bytes(second.read_bytes()[-8:], "big")])
+    paths = [first, scanned, second]
+    full = [i for path in paths for i in read_cassette(path)]
+    opened = ReplayOptions().load(paths, address=True)
+    assert isinstance(opened.interactions, InteractionTable)
+    same_index(opened, ReplayOptions().index(full, address=True))
+    asked = [i.request for i in full]
+    assert answers(opened, asked) == answers(ReplayOptions().index(full, address=True), asked)
