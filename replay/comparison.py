@@ -227,9 +227,15 @@ _ID = re.compile(r"^(\d+|[0-9a-fA-F]{16,}|[0-9A-Za-z_-]{20,})$")
 
 def endpoint_of(method: str, path: str) -> str:
     """``GET /products/{id}``: numeric, hex and UUID segments folded so one endpoint is one line."""
-    # isdecimal() first: the common id, and only ever true where _ID matches too.
+    # isdecimal() first: the common id, and true where _ID's \d+ matches (but for a final
+    # newline, which ``$`` allows); its other forms and a UUID are 16 characters or more,
+    # so a shorter segment needs no regex.
     segments = [
-        "{id}" if s.isdecimal() or _UUID.match(s) or _ID.match(s) else s for s in path.split("/")
+        "{id}"
+        if s.isdecimal()
+        or ((len(s) >= 16 or s.endswith("\n")) and (_UUID.match(s) or _ID.match(s)))
+        else s
+        for s in path.split("/")
     ]
     return f"{method.upper()} {'/'.join(segments) or '/'}"
 

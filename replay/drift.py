@@ -151,9 +151,9 @@ class DriftReport:
 
 
 def _selected(interaction: Interaction, only: Iterable[str]) -> bool:
-    patterns = list(only)
-    if not patterns:
+    if not only:
         return True
+    patterns = list(only)
     request = interaction.request
     endpoint = endpoint_of(request.method, request.path)
     candidates = (endpoint, request.path, f"{request.method.upper()} {request.path}")
