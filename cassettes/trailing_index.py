@@ -51,6 +51,7 @@ __all__ = [
     "FACTS_VERSION",
     "INDEX_KEY",
     "INDEX_RECORD_PREFIX",
+    "OFFERING_HEADERS",
     "OFFERS",
     "PAGE_ENTRIES",
     "PLAIN",
@@ -68,7 +69,9 @@ __all__ = [
     "is_index_record",
     "read_column_blocks",
     "read_trailing_index",
+    "state_code",
     "stream_ids",
+    "value_free_header",
 ]
 
 INDEX_KEY = "index"
@@ -122,7 +125,7 @@ VALUE_FREE_HEADERS = frozenset(
 """Request headers about the connection or the framing, never an id sent back
 (replay/dynamic_values.py reads no value from them, nor from trace context or ``sec-*``)."""
 
-_OFFERING_HEADERS = frozenset({"etag", "location", "set-cookie"})
+OFFERING_HEADERS = frozenset({"etag", "location", "set-cookie"})
 _LITTLE = sys.byteorder == "little"
 
 _TAIL = b"\xa5start\xcf"  # fixstr "start", then a msgpack uint64
@@ -202,7 +205,7 @@ def entry_for(obj: dict[str, Any], offset: int, length: int, parts: list[list[in
             request = obj["request"]
             facts = PLAIN if _plain_request(request) else 0
             if any(
-                type(pair) is list and pair and str(pair[0]).lower() in _OFFERING_HEADERS
+                type(pair) is list and pair and str(pair[0]).lower() in OFFERING_HEADERS
                 for pair in obj["response"].get("headers") or ()
             ):
                 facts |= OFFERS
@@ -221,6 +224,17 @@ def entry_for(obj: dict[str, Any], offset: int, length: int, parts: list[list[in
     return (offset, length, None, parts, None, "", 0, None, recorded_at)
 
 
+def value_free_header(name: str) -> bool:
+    """True for a request header no dynamic or generated value is ever read from."""
+    lower = name.lower()
+    return lower in VALUE_FREE_HEADERS or lower in TRACE_HEADERS or lower.startswith("sec-")
+
+
+def state_code(tags: Any) -> Any:
+    """The ``state`` column's item for an interaction's tags (``_state_code``)."""
+    return _state_code(tags)
+
+
 def _plain_request(request: dict[str, Any]) -> bool:
     """No query, an empty body, and no header a dynamic or generated value could sit in."""
     if request.get("query") or request.get("body") != b"":
@@ -228,12 +242,7 @@ def _plain_request(request: dict[str, Any]) -> bool:
     for pair in request.get("headers") or ():
         if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not str:
             return False
-        lower = pair[0].lower()
-        if (
-            lower not in VALUE_FREE_HEADERS
-            and lower not in TRACE_HEADERS
-            and not (lower.startswith("sec-"))
-        ):
+        if not value_free_header(pair[0]):
             return False
     return True
 
