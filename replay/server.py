@@ -36,14 +36,13 @@ import socket
 from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import httptools
 
 from baton.cassettes.model import Interaction, Request, Response, header_values
 from baton.replay.answer_cache import AnswerCache, CacheKey
-from baton.replay.faults import Fault, FaultKind, FaultPlan
 from baton.replay.index import Hit, Index, Miss
 from baton.replay.limits import (
     BODY_TOO_LARGE,
@@ -54,6 +53,9 @@ from baton.replay.limits import (
     ServerLimits,
 )
 from baton.replay.streaming import StreamedAnswer, is_streamed, send_stream
+
+if TYPE_CHECKING:  # replay/faults.py loads with the first --fault rule, not every start-up
+    from baton.replay.faults import Fault, FaultPlan
 
 __all__ = [
     "FAULT_ROUTE_HEADER",
@@ -776,6 +778,8 @@ class RoutedReplayServer(ReplayServer):
         number = int(named[0])
         if number >= len(self.faults.rules):
             return None
+        from baton.replay.faults import Fault, FaultKind
+
         rule = self.faults.rules[number]
         return Fault(rule) if rule.kind is not FaultKind.DELAY else None
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from baton.cassettes.wording import plural
 from baton.proxy.cli.errors import InputError
-from baton.replay.faults import FaultPlan, FaultRuleError
+
+if TYPE_CHECKING:  # loaded by plan(), with the first --fault rule
+    from baton.replay.faults import FaultPlan
 
 __all__ = ["FaultFlags", "fault_options", "fault_summary", "serve_fault_metrics"]
 
@@ -35,6 +37,8 @@ class FaultFlags:
         """The plan the rules make, or None without rules; a bad rule is ``InputError``."""
         if not self.rules:
             return None
+        from baton.replay.faults import FaultPlan, FaultRuleError
+
         try:
             return FaultPlan(self.rules, seed=self.seed)
         except FaultRuleError as exc:

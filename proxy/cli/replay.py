@@ -7,6 +7,7 @@ import contextlib
 import gc
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -35,11 +36,13 @@ from baton.proxy.cli.options import (
 )
 from baton.proxy.cli.replay_workers import refuse_workers, replay_workers
 from baton.proxy.cli.sources import CASSETTE_LOCATION, local_cassettes
-from baton.replay.faults import FaultPlan
 from baton.replay.index import ExhaustedPolicy
 from baton.replay.limits import ServerLimits
 from baton.replay.options import ReplayOptions, recorded_origins
 from baton.replay.record_mode import RecordMode
+
+if TYPE_CHECKING:
+    from baton.replay.faults import FaultPlan
 
 __all__ = ["replay"]
 
@@ -252,10 +255,7 @@ def _replay_fast(
             index = options.load(cassettes, address=False)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
-    # What start-up built (modules, the index) lives as long as the server: moved out of
-    # the collector's generations, a full collection no longer walks it in the middle of
-    # a request, and forked workers do not touch (and copy) those pages when collecting.
-    gc.freeze()
+    gc.freeze()  # start-up's objects live as long as the server: no full collection walks them
     if workers > 1:
         listen, latency = (listen_host, listen_port), replay_latency
         replay_workers(index, cassettes, workers, listen, options, limits, latency, fail_on_miss)
