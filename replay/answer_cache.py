@@ -128,13 +128,8 @@ def order_dependence(index: Index) -> str | None:
                 "and is answered in recorded order"
             )
     if index.state:
-        for number in range(len(index.interactions)):
-            state = index._states[number]
-            if state is not None and not state.write:
-                continue
-            request = index.method_and_path(number)
-            if state is None and not index.state_rules.is_write(request):
-                continue
+        number = index.first_write()
+        if number is not None:
             request = index.interactions[number].request
             return (
                 f"stateful replay counts writes ({request.method} {request.target} is one); "

@@ -43,6 +43,7 @@ from baton.replay.dynamic_values import (
 )
 from baton.replay.matching import KeyPart, MatchConfig, Mismatch, closest, match_key
 from baton.replay.state import (
+    WRITE_METHODS,
     RecordedState,
     SessionBy,
     StateRules,
@@ -414,6 +415,39 @@ class Index:
         if found is None:
             return 0
         return 1 if type(found) is int else len(found.numbers)  # type: ignore[union-attr]
+
+    def first_write(self) -> int | None:
+        """The number of the first interaction that changes state: recorded as a write, or
+        (recorded without a state tag) its request is one under ``state_rules``; None.
+
+        A plain request of an opened table is judged by its method without being built
+        when no route rule is set (its body is empty, so it is no GraphQL query)."""
+        table, states, rules = self.interactions, self._states, self.state_rules
+        by_method = (
+            isinstance(table, InteractionTable)
+            and isinstance(states, _StateColumn)
+            and not rules.reads
+            and not rules.writes
+        )
+        for number in range(len(table)):
+            state = states[number]
+            if state is not None:
+                if state.write:
+                    return number
+                continue
+            if (
+                by_method
+                and isinstance(table, InteractionTable)
+                and number < len(table.facts)
+                and table.facts[number] & PLAIN
+                and not table.built(number)
+            ):
+                if table.kinds[number][0].upper() in WRITE_METHODS:
+                    return number
+                continue
+            if rules.is_write(self.method_and_path(number)):
+                return number
+        return None
 
     def method_and_path(self, number: int) -> Request:
         """Interaction ``number``'s request, or as much of it as decides whether it writes

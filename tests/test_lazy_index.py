@@ -252,3 +252,34 @@ def test_several_cassettes_indexed_and_scanned_open_as_one_index(tmp_path: Path)
     same_index(opened, ReplayOptions().index(full, address=True))
     asked = [i.request for i in full]
     assert answers(opened, asked) == answers(ReplayOptions().index(full, address=True), asked)
+
+
+def test_what_keeps_workers_out_is_found_alike_from_columns(tmp_path: Path) -> None:
+    from baton.replay.answer_cache import order_dependence
+
+    reads = [exchange(n) for n in range(30)]
+    cases = {
+        "reads only": reads,
+        "a write without a state tag": [*reads, exchange(30, "post", "/items/new")],
+        "a write recorded as one": [*reads, exchange(31, state={"writes": 0, "write": True})],
+        "a read recorded as one": [exchange(32, "DELETE", state={"writes": 0, "write": False})],
+    }
+    found = {}
+    for name, items in cases.items():
+        path = write(tmp_path / f"{len(found)}.cassette", items)
+        opened = ReplayOptions().load([path], address=False)
+        assert isinstance(opened.interactions, InteractionTable)
+        found[name] = order_dependence(opened)
+        assert found[name] == order_dependence(
+            ReplayOptions().index(read_cassette(path), address=False)
+        )
+    assert found == {
+        "reads only": None,
+        "a write without a state tag": (
+            "stateful replay counts writes (post /items/new is one); --no-state turns it off"
+        ),
+        "a write recorded as one": (
+            "stateful replay counts writes (GET /items/31 is one); --no-state turns it off"
+        ),
+        "a read recorded as one": None,
+    }
