@@ -15,6 +15,7 @@ carry a placeholder is left out, with the reason in the report.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import ssl
 from collections.abc import Callable, Iterable, Mapping
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
-from baton.cassettes.model import Interaction, Request, Response
+from baton.cassettes.model import Headers, Interaction, Request, Response
 from baton.cassettes.redaction import PLACEHOLDER_PATTERN
 from baton.replay.comparison import (
     Change,
@@ -203,18 +204,12 @@ def outgoing_request(request: Request, supplied: dict[str, str]) -> tuple[Outgoi
     """The request to re-send, or None and why it cannot be sent safely; plus a note."""
     from baton.replay.resend import Outgoing
 
-    headers: list[tuple[str, str]] = []
-    dropped = []
-    for name, value in request.headers:
-        lowered = name.lower()
-        if lowered in _NOT_FORWARDED or lowered.startswith(":") or lowered in supplied:
-            continue
-        if PLACEHOLDER_PATTERN.search(value):
-            dropped.append(lowered)
-            continue
-        headers.append((name, value))
-    headers += list(supplied.items())
-    if any(PLACEHOLDER_PATTERN.search(v) for _, v in request.query):
+    given = tuple(supplied.items())
+    try:
+        headers, dropped = _forwarded_headers(request.headers, given)
+    except TypeError:  # headers built as a list, not read from a cassette: not kept
+        headers, dropped = _forwarded_headers.__wrapped__(request.headers, given)
+    if request.query and any(PLACEHOLDER_PATTERN.search(v) for _, v in request.query):
         return None, "its query holds a redacted secret; nothing to send in its place"
     if request.stored is not None:
         return None, (
@@ -229,10 +224,33 @@ def outgoing_request(request: Request, supplied: dict[str, str]) -> tuple[Outgoi
     note = ""
     if dropped:
         note = (
-            f"redacted header(s) {', '.join(sorted(set(dropped)))} not sent; "
+            f"redacted header(s) {', '.join(dropped)} not sent; "
             "supply them with --header NAME:VALUE or BATON_HEADER_<NAME>"
         )
-    return Outgoing(request.method, target, tuple(headers), request.body or b""), note
+    return Outgoing(request.method, target, headers, request.body or b""), note
+
+
+@functools.lru_cache(maxsize=1024)
+def _forwarded_headers(
+    recorded: Headers, supplied: tuple[tuple[str, str], ...]
+) -> tuple[Headers, tuple[str, ...]]:
+    """The headers to send in place of ``recorded``, and the redacted ones left out (sorted).
+
+    Kept per recorded set: a recording repeats a handful of them (the same client
+    sent them), and this was a tenth of the client's own work per request.
+    """
+    headers: list[tuple[str, str]] = []
+    dropped = set()
+    names = {name for name, _ in supplied}
+    for name, value in recorded:
+        lowered = name.lower()
+        if lowered in _NOT_FORWARDED or lowered.startswith(":") or lowered in names:
+            continue
+        if PLACEHOLDER_PATTERN.search(value):
+            dropped.add(lowered)
+            continue
+        headers.append((name, value))
+    return (*headers, *supplied), tuple(sorted(dropped))
 
 
 async def check_reachable(

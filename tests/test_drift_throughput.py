@@ -448,3 +448,50 @@ def test_endpoints_fold_the_segments_they_folded_before() -> None:
         paths.append("/v/" + "".join(shapes.choice(letters) for _ in range(size)))
     for path in paths:
         assert endpoint_of("get", path) == before("get", path), repr(path)
+
+
+def test_requests_are_re_sent_with_the_headers_they_were_before() -> None:
+    """outgoing_request keeps the headers to send per recorded set: the same as computing them."""
+    from urllib.parse import urlencode
+
+    from baton.cassettes.redaction import PLACEHOLDER_PATTERN
+    from baton.replay.drift import _NOT_FORWARDED, outgoing_request
+
+    def before(request: Request, supplied: dict[str, str]) -> tuple[object, str]:
+        headers, dropped = [], []
+        for name, value in request.headers:
+            lowered = name.lower()
+            if lowered in _NOT_FORWARDED or lowered.startswith(":") or lowered in supplied:
+                continue
+            if PLACEHOLDER_PATTERN.search(value):
+                dropped.append(lowered)
+                continue
+            headers.append((name, value))
+        headers += list(supplied.items())
+        if any(PLACEHOLDER_PATTERN.search(v) for _, v in request.query):
+            return None, "query"
+        if request.stored is not None or (
+            request.body and PLACEHOLDER_PATTERN.search(request.body.decode("latin-1"))
+        ):
+            return None, "body"
+        target = request.path + ("?" + urlencode(list(request.query)) if request.query else "")
+        note = ", ".join(sorted(set(dropped)))
+        return (request.method, target, tuple(headers), request.body or b""), note
+
+    secret = "REDACTED-0123456789abcdef"
+    requests = [i.request for r in _corpus_recordings() for i in r]
+    requests += [
+        Request("GET", "http", "h", 80, "/", headers=(("X-Key", secret), ("Cookie", secret))),
+        Request("GET", "http", "h", 80, "/", headers=[("Accept", "*/*"), ("Host", "h")]),  # type: ignore[arg-type]
+        Request("GET", "http", "h", 80, "/", query=(("k", secret),)),
+    ]
+    for supplied in ({}, {"x-key": "v", "accept": "text/plain"}, {"cookie": "c=1"}):
+        for request in requests * 2:  # the second time from what was kept
+            outgoing, note = outgoing_request(request, supplied)
+            expected, expected_note = before(request, supplied)
+            if outgoing is None:
+                assert expected is None
+                continue
+            sent = (outgoing.method, outgoing.target, outgoing.headers, outgoing.body)
+            assert sent == expected
+            assert (expected_note in note) if expected_note else note == ""
