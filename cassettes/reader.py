@@ -55,8 +55,8 @@ from baton.cassettes.model import (
     WebSocketMessage,
 )
 from baton.cassettes.trailing_index import (
-    INDEX_LAYOUT,
     INDEX_RECORD_PREFIX,
+    OF_LAYOUT_1,
     OFFERING_HEADERS,
     OFFERS,
     PAGE_ENTRIES,
@@ -65,7 +65,6 @@ from baton.cassettes.trailing_index import (
     IndexEntry,
     TrailingIndexError,
     each_index_entry,
-    index_layout,
     index_record_start,
     is_index_record,
     read_column_blocks,
@@ -864,7 +863,8 @@ def load_indexed(
 
 
 def _table(reader: CassetteReader, answers: _FileAnswers) -> InteractionTable:
-    """The table of a layout-2 index record (``TrailingIndexError`` for any other)."""
+    """The table of a layout-2 index record (``TrailingIndexError`` for any other; for
+    layout 1 its message is ``OF_LAYOUT_1``)."""
     arguments = (
         answers.pread,
         reader.file_size,
@@ -872,8 +872,6 @@ def _table(reader: CassetteReader, answers: _FileAnswers) -> InteractionTable:
         reader.limits.max_object_bytes,
         reader.limits.max_str_bytes,
     )
-    if index_layout(*arguments) != INDEX_LAYOUT:
-        raise TrailingIndexError("of layout 1")
     return InteractionTable._of_blocks(read_column_blocks(*arguments), answers)
 
 
@@ -954,7 +952,7 @@ def load_lazily(path: str | os.PathLike[str], limits: ReadLimits | None = None) 
             try:
                 interactions = list(_table(reader, answers))
             except TrailingIndexError as exc:
-                if not str(exc).startswith("of layout 1"):
+                if str(exc) != OF_LAYOUT_1:
                     raise
                 entries = each_index_entry(
                     answers.pread,

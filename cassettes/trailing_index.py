@@ -53,6 +53,7 @@ __all__ = [
     "INDEX_RECORD_PREFIX",
     "OFFERING_HEADERS",
     "OFFERS",
+    "OF_LAYOUT_1",
     "PAGE_ENTRIES",
     "PLAIN",
     "ROW_FIELDS",
@@ -80,6 +81,8 @@ INDEX_LAYOUT = 2
 2 and scans for any other."""
 ENTRY_LIST_LAYOUT = 1
 """Layout 1: a list of ``[offset, length, head, parts]`` entries per block."""
+OF_LAYOUT_1 = "of layout 1"
+"""What ``read_column_blocks`` says of a layout-1 record (read it with ``each_index_entry``)."""
 
 FACTS_VERSION = 1
 """What ``PLAIN`` and ``OFFERS`` mean (the header names below); a record whose facts have
@@ -608,8 +611,8 @@ def _column_blocks(
     pread: Any, file_size: int, header_end: int, max_object_bytes: int, max_str_bytes: int
 ) -> list[ColumnBlock]:
     record, start = _record(pread, file_size, header_end, max_object_bytes, max_str_bytes)
-    if record[INDEX_KEY] != INDEX_LAYOUT:
-        raise TrailingIndexError(f"of another layout ({record[INDEX_KEY]!r})")
+    if record[INDEX_KEY] == ENTRY_LIST_LAYOUT:
+        raise TrailingIndexError(OF_LAYOUT_1)
     out: list[ColumnBlock] = []
     seen = 0
     last_end = header_end
