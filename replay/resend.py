@@ -407,7 +407,11 @@ class Resender:
                     self._idle.append(connection)
                 else:
                     connection.close()
-                if response.body and await self._decodes_too_large(response):
+                if (
+                    response.body
+                    and header_values(response.headers, "content-encoding")
+                    and await self._decodes_too_large(response)
+                ):
                     raise ResendError(
                         f"answer body decodes to more than {self.max_decoded_bytes} bytes "
                         "(a decompression bomb?); not decoded"
