@@ -12,17 +12,16 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from baton.cassettes.wording import plural
 from baton.proxy.cli.errors import InputError
-from baton.replay.dynamic_values import DynamicRules
-from baton.replay.index import Index
-from baton.replay.options import ReplayOptions
-from baton.replay.state import SessionBy, StateRules
-from baton.replay.time_shift import parse_target
+
+if TYPE_CHECKING:  # `baton diff` and `record` load these options, and need no replay index
+    from baton.replay.index import Index
+    from baton.replay.options import ReplayOptions
 
 __all__ = [
     "FidelityFlags",
@@ -49,6 +48,10 @@ class FidelityFlags:
 
     def replay_options(self) -> dict[str, Any]:
         """``ReplayOptions`` fields, checked first: a bad rule is one line, exit 2."""
+        from baton.replay.dynamic_values import DynamicRules
+        from baton.replay.state import SessionBy
+        from baton.replay.time_shift import parse_target
+
         try:
             SessionBy.parse(self.session_by)
             DynamicRules.parse(self.dynamic)
@@ -215,6 +218,8 @@ def state_addon_options(
     session_by: str, reads: tuple[str, ...], writes: tuple[str, ...]
 ) -> dict[str, Any]:
     """The Recorder's ``baton_session_by``/``baton_state_*`` options; bad ones exit 2 here."""
+    from baton.replay.state import SessionBy, StateRules
+
     try:
         SessionBy.parse(session_by)
         StateRules.build(reads, writes)
@@ -230,7 +235,7 @@ def state_addon_options(
 def show_dynamic(cassette: Path) -> None:
     """``baton show --dynamic``: the values replay treats as dynamic, one block per value."""
     from baton.cassettes.reader import read_cassette
-    from baton.replay.dynamic_values import detect
+    from baton.replay.dynamic_values import DynamicRules, detect
 
     found = detect(read_cassette(cassette), DynamicRules())
     if not found:
