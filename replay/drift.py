@@ -33,15 +33,14 @@ from baton.replay.comparison import (
     endpoint_of,
     locations_that_differ,
 )
-from baton.replay.index import Hit, Index
 from baton.replay.limits import AnswerLimits
-from baton.replay.matching import MatchConfig
 from baton.replay.sharding import Shard, ShardInfo
-from baton.replay.state import recorded_state
 
 # The re-sender (asyncio, ssl, httptools) is loaded by the functions that send: comparing
-# two recordings (``diff_cassettes``) never needs it, and a run pays for what it uses.
+# two recordings (``diff_cassettes``) never needs it, and a run pays for what it uses; the
+# replay index (and its dynamic values, state and time modules), only when pairing needs it.
 if TYPE_CHECKING:
+    from baton.replay.index import Index
     from baton.replay.resend import Outgoing, Resender
 
 __all__ = [
@@ -464,6 +463,9 @@ async def _compare_one(
 
 def _new_index(interactions: list[Interaction]) -> Index:
     """The replay index that pairs an old recording's requests with ``interactions``."""
+    from baton.replay.index import Index
+    from baton.replay.matching import MatchConfig
+
     return Index(interactions, MatchConfig.build(address=False), "strict")
 
 
@@ -478,6 +480,8 @@ def _pairs_in_order(new: list[Interaction]) -> bool:
     bucket), so every interaction of ``new`` must carry no state, or all the state of a
     recording that wrote nothing (``writes`` 0, not a write).
     """
+    from baton.replay.state import recorded_state
+
     states = [recorded_state(interaction) for interaction in new]
     if all(state is None for state in states):
         return True
@@ -488,6 +492,8 @@ def _index_after(new: list[Interaction], paired: list[Request]) -> Index:
     """The index over ``new`` in the state it would be in after pairing ``paired``, which
     were paired by position (``_pairs_in_order``): each is looked up again, and must land
     in its own place."""
+    from baton.replay.index import Hit
+
     index = _new_index(new)
     for place, request in enumerate(paired):
         result = index.lookup(request, forwarding=True)
@@ -547,6 +553,8 @@ def diff_cassettes(
             else:
                 index = _index_after(wanted, paired)
         if index is not None:
+            from baton.replay.index import Hit  # loaded with the index (_new_index)
+
             result = index.lookup(request, forwarding=True)
             if not isinstance(result, Hit):
                 report.outcomes.append(

@@ -391,11 +391,12 @@ def test_pairing_by_position_pairs_as_the_replay_index_does(
     """Every report equals the one pairing by the index alone, on the corpus and crafted
     recordings; and recordings that agree request for request build no index."""
     import baton.replay.drift as drift
+    from baton.replay.index import Index
 
     built: list[int] = []
     new_index = drift._new_index
 
-    def counted(interactions: list[Interaction]) -> drift.Index:
+    def counted(interactions: list[Interaction]) -> Index:
         built.append(len(interactions))
         return new_index(interactions)
 

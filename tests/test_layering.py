@@ -122,9 +122,10 @@ def test_baton_diff_of_two_recordings_loads_no_network_or_report_libraries(
     tmp_path: Path,
 ) -> None:
     """Start-up (issue 17): comparing two equal recordings needs neither the re-sender (its
-    event loop, httptools) nor deepdiff (loaded when two JSON bodies first differ) nor rich."""
+    event loop, httptools) nor deepdiff (loaded when two JSON bodies first differ) nor rich,
+    nor the replay index (they pair by position)."""
     heavy = ("deepdiff", "rich", "jinja2", "grpc", "httpx", "yaml", "httptools", "uvloop")
-    heavy += ("baton.replay.resend", "xml.etree", "mitmproxy", "openapi_core")
+    heavy += ("baton.replay.resend", "xml.etree", "mitmproxy", "openapi_core", "baton.replay.index")
     code = (
         "import sys\n"
         "from baton.cassettes import CassetteWriter, Interaction, Request, Response\n"
