@@ -6,16 +6,18 @@ extra when they are missing), so loading the CLI costs nothing without them.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from baton.cassettes.compression import BodyCompression
 from baton.proxy.cli.errors import InputError
 from baton.proxy.cli.grpc import GrpcFlags, read_pem, require_grpc, run_until_stopped
+
+if TYPE_CHECKING:  # the loop itself starts in run_until_stopped, for gRPC runs only
+    import asyncio
 
 __all__ = ["diff_grpc", "proto_diff", "proto_diff_of_flags", "record_grpc", "replay_grpc"]
 
