@@ -52,6 +52,8 @@ class Goal:
     keys: tuple[str, ...]
     met: Callable[[list[float]], bool]
     show: Callable[[list[float]], str]
+    aside: tuple[str, Callable[[float], str]] | None = None
+    """A figure that explains the row, shown when its bench measured it (key, text)."""
 
 
 def _x(value: float) -> str:
@@ -127,6 +129,10 @@ GOALS = [
         ("record_vs_mitmdump", "cpu_us_per_req_baton", "cpu_us_per_req_mitmdump"),
         lambda v: v[0] >= 0.95,
         lambda v: f"{_x(v[0])} (CPU per request {v[1]:,.0f} vs {v[2]:,.0f} µs)",
+        (
+            "instr_baton_vs_mitmdump",
+            lambda r: f"; instructions per request (callgrind) {_x(r)} of mitmdump's",
+        ),
     ),
     Goal(
         "drift throughput offline / live",
@@ -142,7 +148,7 @@ GOALS = [
         lambda v: v[0] >= 25_000 and v[1] >= 5_000,
         lambda v: (
             f"{v[0] / 1000:.1f}k / {v[1] / 1000:.2f}k per s "
-            f"({v[2] / 1000:.1f}k / {v[3] / 1000:.1f}k after the 0.6 s start-up)"
+            f"({v[2] / 1000:.1f}k / {v[3] / 1000:.1f}k after start-up)"
         ),
     ),
 ]
@@ -155,7 +161,7 @@ SOURCES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "cassette_load": ([], ["--quick"]),
     "stream_memory": (["--sizes", "300"], ["--quick"]),
-    "record_overhead": ([], ["--quick"]),
+    "record_overhead": (["--instructions", "500"], ["--quick"]),
     "diff_throughput": ([], ["--quick"]),
 }
 
@@ -196,10 +202,17 @@ def write_cassette(path: Path, count: int) -> None:
 
 
 def _items(count: int) -> Path:
-    """A lazily built cassette of ``count`` interactions in bench/.cache (1M is ~1.4 GB)."""
+    """A lazily built cassette of ``count`` interactions in bench/.cache (1M is ~1.4 GB),
+    named by the format and index layout that wrote it: an older file is not reused."""
+    from baton.cassettes.codec import FORMAT_VERSION
+    from baton.cassettes.trailing_index import INDEX_LAYOUT
+
     folder = ROOT / "bench" / ".cache"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"items-{count}.cassette"
+    for stale in folder.glob("items-*.cassette"):
+        if not stale.name.endswith(f"-v{FORMAT_VERSION}i{INDEX_LAYOUT}.cassette"):
+            stale.unlink()  # 1.4 GB each
+    path = folder / f"items-{count}-v{FORMAT_VERSION}i{INDEX_LAYOUT}.cassette"
     if not path.exists():
         partial = path.with_suffix(".partial")
         partial.unlink(missing_ok=True)
@@ -298,6 +311,8 @@ def render(ran: set[str]) -> tuple[str, list[dict[str, object]]]:
         else:
             numbers = [float(v) for v in values if v is not None]
             now = goal.show(numbers)
+            if goal.aside is not None and figures.get(goal.aside[0]) is not None:
+                now += goal.aside[1](float(figures[goal.aside[0]]))
             met = "yes" if goal.met(numbers) else "**no**"
             if goal.source not in ran:
                 now += f" (from {when})"
