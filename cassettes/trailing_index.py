@@ -698,16 +698,7 @@ def _column_blocks(
             position, spans = item
             at = offsets[position]
             for span in spans:
-                if (
-                    type(span) is not list
-                    or len(span) != 2
-                    or type(span[0]) is not int
-                    or type(span[1]) is not int
-                    or span[1] <= 0
-                    or span[0] < header_end
-                    or span[0] + span[1] > at
-                ):
-                    raise TrailingIndexError(f"damaged (a part of the entry at byte {at})")
+                _check_part(span, header_end, at)
             whole[position] = spans
         table: list[tuple[str, str, str, int]] = [tuple(kind) for kind in kinds]
         out.append(
@@ -757,15 +748,20 @@ def _entry(raw: Any, last_end: int, start: int, header_end: int) -> IndexEntry:
         if type(parts) is not list or head is not None:
             raise TrailingIndexError(f"damaged (the parts of the entry at byte {offset})")
         for span in parts:
-            if (
-                type(span) is not list
-                or len(span) != 2
-                or type(span[0]) is not int
-                or type(span[1]) is not int
-                or span[1] <= 0
-                or span[0] < header_end
-                or span[0] + span[1] > offset
-            ):
-                raise TrailingIndexError(f"damaged (a part of the entry at byte {offset})")
+            _check_part(span, header_end, offset)
             spans.append(span)
     return IndexEntry(offset, length, head, spans)
+
+
+def _check_part(span: Any, header_end: int, entry_offset: int) -> None:
+    """A part record's ``[offset, length]``: after the header and before its interaction."""
+    if (
+        type(span) is not list
+        or len(span) != 2
+        or type(span[0]) is not int
+        or type(span[1]) is not int
+        or span[1] <= 0
+        or span[0] < header_end
+        or span[0] + span[1] > entry_offset
+    ):
+        raise TrailingIndexError(f"damaged (a part of the entry at byte {entry_offset})")
