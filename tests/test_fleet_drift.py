@@ -349,3 +349,40 @@ def test_a_shard_is_chosen_by_request_key_not_position() -> None:
     for bad in ("0/2", "3/2", "x/2", "2", "1/0"):
         with pytest.raises(ShardError):
             Shard.parse(bad)
+
+
+def test_a_report_larger_than_a_pipe_reaches_a_reader_that_is_slow_to_read_it(
+    service: str, cassette: Path, single: dict[str, Any]
+) -> None:
+    """`baton diff --target ... --format json | slow-consumer`: the report (here over the
+    64 KiB a pipe holds) arrives whole; it used to stop at 64 KiB, with no error, when the
+    reader had not started reading before baton wrote it."""
+    from tests.processes import BATON
+
+    proc = subprocess.Popen(
+        [*BATON, "diff", str(cassette), "--target", service, "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _holds_a_full_pipe(proc) and proc.poll() is None:  # let the pipe fill up
+            assert time.monotonic() < deadline, "baton diff wrote nothing"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        _stop(proc)
+    assert proc.returncode == 1, err
+    assert len(out) > 1 << 16
+    assert json.loads(out) == single["json"]
+
+
+def _holds_a_full_pipe(proc: subprocess.Popen[bytes]) -> bool:
+    """True once the pipe from ``proc``'s standard output holds 64 KiB unread."""
+    import fcntl
+    import termios
+
+    assert proc.stdout is not None
+    waiting = fcntl.ioctl(proc.stdout.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    return int.from_bytes(waiting, "little") >= 1 << 16

@@ -290,7 +290,7 @@ def diff(
 
             click.echo(verdict(report), err=True)
     else:
-        click.echo(text, nl=False)
+        write_whole(text)
     if save_noise is not None:
         save_noise.write_text(
             json_module.dumps(rules.learned_json(), indent=2) + "\n", encoding="utf-8"
@@ -322,3 +322,28 @@ def _progress(description: str) -> Iterator[Callable[[int], None]]:
     with Progress(*columns, transient=True) as progress:
         task = progress.add_task(description, total=None)
         yield lambda n: progress.advance(task, n)
+
+
+def write_whole(text: str) -> None:
+    """Write a report to standard output, all of it, however slowly the reader takes it.
+
+    A report of more than a pipe's 64 KiB, written while the reader was not
+    reading, came out cut at 64 KiB with no error: after re-sending, a write
+    into a full pipe returned part of the text, and the rest was dropped on
+    the way through Python's text layer. Here each short write is followed by
+    the rest, and a pipe that is full or non-blocking is waited on.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (click's test runner)
+        click.echo(text, nl=False)
+        return
+    import select
+
+    sys.stdout.flush()
+    view = memoryview(text.encode(sys.stdout.encoding or "utf-8", "replace"))
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            select.select([], [fd], [])
