@@ -18,6 +18,7 @@ from baton.proxy.cli.grpc_run import diff_grpc, proto_diff, proto_diff_of_flags
 from baton.proxy.cli.limits import answer_limit_options
 from baton.proxy.cli.options import configure_logging
 from baton.proxy.cli.sources import CASSETTE_LOCATION
+from baton.proxy.cli.standard_output import write_whole
 from baton.replay.comparison import DriftClass
 from baton.replay.limits import AnswerLimits
 
@@ -323,27 +324,3 @@ def _progress(description: str) -> Iterator[Callable[[int], None]]:
         task = progress.add_task(description, total=None)
         yield lambda n: progress.advance(task, n)
 
-
-def write_whole(text: str) -> None:
-    """Write a report to standard output, all of it, however slowly the reader takes it.
-
-    A report of more than a pipe's 64 KiB, written while the reader was not
-    reading, came out cut at 64 KiB with no error: after re-sending, a write
-    into a full pipe returned part of the text, and the rest was dropped on
-    the way through Python's text layer. Here each short write is followed by
-    the rest, and a pipe that is full or non-blocking is waited on.
-    """
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # not a file (click's test runner)
-        click.echo(text, nl=False)
-        return
-    import select
-
-    sys.stdout.flush()
-    view = memoryview(text.encode(sys.stdout.encoding or "utf-8", "replace"))
-    while view:
-        try:
-            view = view[os.write(fd, view) :]
-        except BlockingIOError:
-            select.select([], [fd], [])

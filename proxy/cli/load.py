@@ -13,6 +13,7 @@ from baton.proxy.cli.errors import InputError, user_errors
 from baton.proxy.cli.observability import ObservabilityFlags, observability_options
 from baton.proxy.cli.options import configure_logging
 from baton.proxy.cli.sources import CASSETTE_LOCATION, local_cassettes
+from baton.proxy.cli.standard_output import write_whole
 
 __all__ = ["load"]
 
@@ -306,7 +307,7 @@ def load(
         if fmt != "text":
             click.echo(report.verdict(), err=True)
     else:
-        click.echo(text, nl=False)
+        write_whole(text)
     if save_baseline is not None:
         save_baseline.write_text(render_load(report, "json"), encoding="utf-8")
         click.echo(f"baton: baseline saved to {save_baseline}", err=True)
