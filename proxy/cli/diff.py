@@ -323,4 +323,3 @@ def _progress(description: str) -> Iterator[Callable[[int], None]]:
     with Progress(*columns, transient=True) as progress:
         task = progress.add_task(description, total=None)
         yield lambda n: progress.advance(task, n)
-
